@@ -1,0 +1,285 @@
+"""The training engine: one run from a RunConfig, as a stream of events.
+
+``run(config, data)`` is a generator of events (see trainer.events). The loop
+reads top to bottom: per epoch, slice batches from the in-memory tensors, take
+a hand-written forward/backward step, evaluate the test set in large batches,
+emit the epoch's metrics, check convergence.
+
+Why hand-written backprop: at batch 64 this MLP's matmuls are small, so the
+textbook loop spends most of its time in per-sample Python (DataLoader) and
+per-op dispatch (autograd, optimizer bookkeeping). The closed-form gradient of
+Linear/ReLU/cross-entropy needs about 20 tensor ops a step. A test checks each
+gradient against autograd.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from trainer.config import ConfigError, RunConfig
+from trainer.data import FashionMNIST
+from trainer.events import (
+    EpochMetrics,
+    Event,
+    RunFinished,
+    RunResults,
+    RunStarted,
+    StepMetrics,
+)
+from trainer.metrics import ConvergenceTracker, is_metric_step
+from trainer.models import build_mlp, linear_layers, summarize
+
+EVAL_BATCH = 10_000
+FLUSH_SECONDS = 0.25  # step metrics reach consumers at most this late
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available; asking for CUDA without it is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda was requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"
+
+
+@dataclass
+class _Layer:
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+
+class MLPStepper:
+    """Forward, backward and optimizer step of an MLP on one batch.
+
+    Keeps running sums of loss and correct predictions as device tensors, so
+    nothing here waits for the device; callers read them at epoch end.
+    """
+
+    def __init__(self, model: torch.nn.Sequential, config: RunConfig) -> None:
+        self.layers = [_Layer(m.weight.data, m.bias.data) for m in linear_layers(model)]
+        self.params = [t for layer in self.layers for t in (layer.weight, layer.bias)]
+        self.grads = [torch.zeros_like(p) for p in self.params]
+        self.num_params = sum(p.numel() for p in self.params)
+        for param, grad in zip(model.parameters(), self.grads):
+            param.grad = grad
+        opt = config.optimizer
+        params = list(model.parameters())
+        if opt.name == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=opt.lr, foreach=True)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, foreach=True)
+        self.plain_sgd = opt.name == "sgd" and opt.momentum == 0
+        self.lr = opt.lr
+        device = self.params[0].device
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output, ReLU applied to all but the last (the logits)."""
+        outputs = [x]
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            z = torch.addmm(layer.bias, outputs[-1], layer.weight.t())
+            outputs.append(z.relu_() if index < last else z)
+        return outputs
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Train on one batch; returns the batch's summed loss (a device scalar)."""
+        outputs = self.forward(x)
+        logits = outputs[-1]
+        log_probs = torch.log_softmax(logits, 1)
+        loss = F.nll_loss(log_probs, y, reduction="sum")
+        self.loss_sum += loss
+        self.correct += (logits.argmax(1) == y).sum()
+        # d(mean cross-entropy)/d(logits) = (softmax - onehot) / batch
+        grad = log_probs.exp_().sub_(onehot).div_(x.shape[0])
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[index]
+            torch.mm(grad.t(), outputs[index], out=self.grads[2 * index])
+            torch.sum(grad, 0, out=self.grads[2 * index + 1])
+            if index:
+                # propagate through the weights before they are updated
+                grad = torch.ops.aten.threshold_backward(grad @ layer.weight, outputs[index], 0)
+        if self.plain_sgd:
+            torch._foreach_add_(self.params, self.grads, alpha=-self.lr)
+        else:
+            self.optimizer.step()
+        return loss
+
+    def grad_stats(self) -> torch.Tensor:
+        """[grad mean, global L2 norm, L2 norm per layer...] of the last step."""
+        sums = torch.stack([g.sum() for g in self.grads])
+        squares = torch.stack(torch._foreach_norm(self.grads)).square_()
+        per_layer = squares.view(-1, 2).sum(1)
+        return torch.cat([(sums.sum() / self.num_params).view(1), per_layer.sum().sqrt().view(1), per_layer.sqrt()])
+
+    def take_epoch_sums(self) -> tuple[float, int]:
+        loss, correct = float(self.loss_sum), int(self.correct)
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        return loss, correct
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy (%) over a whole split."""
+        loss = torch.zeros((), device=x.device)
+        correct = torch.zeros((), dtype=torch.long, device=x.device)
+        for start in range(0, len(x), EVAL_BATCH):
+            logits = self.forward(x[start : start + EVAL_BATCH])[-1]
+            target = y[start : start + EVAL_BATCH]
+            loss += F.cross_entropy(logits, target, reduction="sum")
+            correct += (logits.argmax(1) == target).sum()
+        return float(loss) / len(x), 100.0 * int(correct) / len(x)
+
+
+class StepRecorder:
+    """Collects step metrics in a device buffer and hands them out in batches,
+    so a GPU run syncs at most every FLUSH_SECONDS rather than every step."""
+
+    def __init__(self, num_layers: int, device: torch.device, capacity: int = 256) -> None:
+        self.buffer = torch.empty(capacity, 3 + num_layers, device=device)
+        self.steps: list[tuple[int, int]] = []
+        self.last_flush = time.perf_counter()
+
+    def record(self, step: int, epoch: int, loss: torch.Tensor, stats: torch.Tensor) -> None:
+        row = self.buffer[len(self.steps)]
+        row[0] = loss
+        row[1:] = stats
+        self.steps.append((step, epoch))
+
+    def due(self) -> bool:
+        return len(self.steps) == len(self.buffer) or (
+            bool(self.steps) and time.perf_counter() - self.last_flush >= FLUSH_SECONDS
+        )
+
+    def flush(self) -> list[StepMetrics]:
+        rows = self.buffer[: len(self.steps)].tolist()
+        events = [
+            StepMetrics(step, epoch, row[0], row[1], row[2], tuple(row[3:]))
+            for (step, epoch), row in zip(self.steps, rows)
+        ]
+        self.steps.clear()
+        self.last_flush = time.perf_counter()
+        return events
+
+
+def _is_finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
+
+
+def run(
+    config: RunConfig,
+    data: FashionMNIST,
+    cancel: threading.Event | None = None,
+) -> Iterator[Event]:
+    """Train one run, yielding RunStarted, StepMetrics/EpochMetrics, RunFinished.
+
+    ``cancel`` is checked before every step; once set, the run ends as
+    ``stopped`` after the current step. Errors raised while training end the
+    run as ``failed`` with the message in the results; the generator itself
+    only raises ConfigError (for a device that is not there).
+    """
+    device = resolve_device(config.device)
+    cancel = cancel or threading.Event()
+    started = time.perf_counter()
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    n_train, batch = len(train_x), config.batch_size
+    steps_per_epoch = -(-n_train // batch)
+    model = build_mlp(config.model, config.seed).to(device)
+    stepper = MLPStepper(model, config)
+    yield RunStarted(
+        config=config,
+        model=summarize(config.model),
+        device=device.type,
+        device_name=device_name(device),
+        torch_version=torch.__version__,
+        train_size=n_train,
+        test_size=len(test_x),
+        steps_per_epoch=steps_per_epoch,
+    )
+    tracker = ConvergenceTracker(config.convergence)
+    recorder = StepRecorder(len(stepper.layers), device)
+    onehot_all = F.one_hot(train_y, 10).float()
+    shuffler = torch.Generator().manual_seed(config.seed)
+    step = epochs_done = 0
+    history: list[EpochMetrics] = []
+    status, message = "completed", ""
+    try:
+        for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            x_all, y_all, onehot = train_x, train_y, onehot_all
+            if config.shuffle:
+                order = torch.randperm(n_train, generator=shuffler).to(device)
+                x_all, y_all, onehot = train_x[order], train_y[order], onehot_all[order]
+            for start in range(0, n_train, batch):
+                if cancel.is_set():
+                    status = "stopped"
+                    break
+                step += 1
+                end = start + batch
+                loss = stepper.step(x_all[start:end], y_all[start:end], onehot[start:end])
+                if is_metric_step(step, config.full_steps, config.step_every):
+                    recorder.record(step, epoch, loss / (min(end, n_train) - start), stepper.grad_stats())
+                if recorder.due():
+                    events = recorder.flush()
+                    yield from events
+                    if not all(_is_finite(e.loss) for e in events):
+                        status, message = "diverged", f"loss became non-finite at step {events[-1].step}"
+                        break
+            yield from recorder.flush()
+            if status != "completed":
+                break
+            loss_sum, correct = stepper.take_epoch_sums()
+            if not _is_finite(loss_sum):
+                status, message = "diverged", f"training loss became non-finite in epoch {epoch}"
+                break
+            test_loss, test_acc = stepper.evaluate(test_x, test_y)
+            seconds = time.perf_counter() - epoch_start
+            converged = tracker.update(test_acc)
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=loss_sum / n_train,
+                train_acc=100.0 * correct / n_train,
+                test_loss=test_loss,
+                test_acc=test_acc,
+                seconds=seconds,
+                samples_per_s=n_train / seconds,
+                converged_epoch=converged,
+            )
+            history.append(metrics)
+            epochs_done = epoch
+            yield metrics
+            if converged is not None and config.convergence.stop:
+                status = "converged"
+                break
+    except Exception as exc:  # a failed run still ends with RunFinished
+        status, message = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+    best = max(history, key=lambda m: m.test_acc, default=None)
+    yield RunFinished(
+        RunResults(
+            status=status,
+            epochs_done=epochs_done,
+            steps_done=step,
+            final_test_acc=history[-1].test_acc if history else None,
+            best_test_acc=best.test_acc if best else None,
+            best_epoch=best.epoch if best else None,
+            converged_epoch=tracker.converged_epoch,
+            seconds=time.perf_counter() - started,
+            message=message,
+        )
+    )

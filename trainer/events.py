@@ -1,0 +1,97 @@
+"""The typed events one training run emits, in order:
+
+``RunStarted``, then ``StepMetrics`` and ``EpochMetrics`` as training goes,
+then exactly one ``RunFinished``. Live training, replay and sweeps all speak
+this stream, so every consumer (CLI progress, the app, the session recorder)
+is written once. Events are frozen and hold plain Python values only.
+Accuracies are percentages (0-100).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainer.config import RunConfig
+
+# How a run ended ("running" only appears in files still being written).
+STATUSES = ("running", "completed", "converged", "diverged", "stopped", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    name: str  # e.g. "fc1"
+    kind: str  # "Linear" or "ReLU"
+    in_features: int
+    out_features: int
+    params: int
+    formula: str  # "(784 + 1) x 256 = 200,960"
+
+    @property
+    def output_shape(self) -> str:
+        return f"(batch, {self.out_features})"
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    layers: tuple[LayerSummary, ...]
+    total_params: int
+    size_mb: float  # float32 parameters, in MB (10^6 bytes)
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    config: RunConfig
+    model: ModelSummary
+    device: str  # "cpu" or "cuda"
+    device_name: str
+    torch_version: str
+    train_size: int
+    test_size: int
+    steps_per_epoch: int
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    step: int  # 1-based, counted over the whole run
+    epoch: int  # 1-based epoch the step belongs to
+    loss: float
+    grad_mean: float  # mean over every trainable parameter's gradient
+    grad_norm: float  # global L2 norm
+    layer_norms: tuple[float, ...]  # L2 norm per Linear layer (weight and bias)
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float
+    samples_per_s: float
+    converged_epoch: int | None = None  # set once the convergence rule holds
+
+
+@dataclass(frozen=True)
+class RunResults:
+    status: str
+    epochs_done: int = 0
+    steps_done: int = 0
+    final_test_acc: float | None = None
+    best_test_acc: float | None = None
+    best_epoch: int | None = None
+    converged_epoch: int | None = None
+    seconds: float = 0.0
+    message: str = ""  # why it diverged or failed
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    results: RunResults
+
+    @property
+    def status(self) -> str:
+        return self.results.status
+
+
+Event = RunStarted | StepMetrics | EpochMetrics | RunFinished

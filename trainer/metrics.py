@@ -1,0 +1,41 @@
+"""Small pure helpers the engine and its consumers share (no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trainer.config import ConvergenceRule
+
+
+@dataclass
+class ConvergenceTracker:
+    """Finds the first epoch after which test accuracy moved less than the rule's
+    threshold for ``patience`` consecutive epochs.
+
+    Feed it one accuracy per epoch; ``converged_epoch`` is set (and never
+    changes again) on the epoch that completes the quiet streak.
+    """
+
+    rule: ConvergenceRule
+    accuracies: list[float] = field(default_factory=list)
+    converged_epoch: int | None = None
+
+    def update(self, test_acc: float) -> int | None:
+        self.accuracies.append(test_acc)
+        if self.converged_epoch is None and len(self.accuracies) > self.rule.patience:
+            recent = self.accuracies[-self.rule.patience - 1 :]
+            if all(abs(b - a) < self.rule.threshold for a, b in zip(recent, recent[1:])):
+                self.converged_epoch = len(self.accuracies) - self.rule.patience
+        return self.converged_epoch
+
+
+def is_metric_step(step: int, full_steps: int, step_every: int) -> bool:
+    """Every step up to ``full_steps``, then one in ``step_every``."""
+    return step <= full_steps or step % step_every == 0
+
+
+def converged_epoch_of(accuracies: list[float], rule: ConvergenceRule) -> int | None:
+    tracker = ConvergenceTracker(rule)
+    for acc in accuracies:
+        tracker.update(acc)
+    return tracker.converged_epoch

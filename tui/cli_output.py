@@ -1,0 +1,50 @@
+"""Plain-text helpers the command line shares: one-line errors, tables, numbers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import typer
+
+USAGE_ERROR = 2
+FAILURE = 1
+
+
+def fail(message: str, code: int = FAILURE) -> NoReturn:
+    """Print ``Error: message`` on one line to stderr and exit."""
+    flat = " ".join(str(message).split())
+    typer.echo(f"Error: {flat}", err=True)
+    raise typer.Exit(code)
+
+
+def usage_error(option: str, message: str) -> NoReturn:
+    fail(f"--{option.lstrip('-')}: {message}", USAGE_ERROR)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, allow_nan=False, default=str)
+    sys.stdout.write("\n")
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}%"
+
+
+def optional(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] = frozenset()) -> str:
+    """A plain aligned table (fits pipes and narrow terminals; no box drawing)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])

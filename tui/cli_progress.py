@@ -1,0 +1,100 @@
+"""The command line's consumer of training events: a rich progress bar and a
+line per epoch on stderr, so stdout stays clean for ``--json``."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
+
+
+def epoch_line(e: EpochMetrics) -> str:
+    text = (
+        f"epoch {e.epoch:>3}  train loss {e.train_loss:.4f} acc {e.train_acc:6.2f}%  "
+        f"test loss {e.test_loss:.4f} acc {e.test_acc:6.2f}%  {e.seconds:5.2f} s  "
+        f"{e.samples_per_s:,.0f} samples/s"
+    )
+    if e.converged_epoch is not None:
+        text += f"  (converged at epoch {e.converged_epoch})"
+    return text
+
+
+class ProgressPrinter:
+    """Shows a run's progress; call it with each event, ``close()`` at the end."""
+
+    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.task = None
+        self.total_steps = 0
+        self.last_loss = float("nan")
+        self.last_acc: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, RunStarted):
+            self._start(event)
+        elif isinstance(event, StepMetrics):
+            self.last_loss = event.loss
+            self._update(event.step, event.epoch)
+        elif isinstance(event, EpochMetrics):
+            self.last_acc = event.test_acc
+            self.console.print(epoch_line(event), highlight=False)
+            self._update(event.epoch * self.steps_per_epoch, event.epoch + 1)
+        elif isinstance(event, RunFinished):
+            self.close()
+
+    def _start(self, event: RunStarted) -> None:
+        config = event.config
+        self.steps_per_epoch = event.steps_per_epoch
+        self.epochs = config.epochs
+        self.batch_size = config.batch_size
+        self.total_steps = event.steps_per_epoch * config.epochs
+        self.console.print(
+            f"training {config.describe()} on {event.device} ({event.device_name}), "
+            f"{event.model.total_params:,} parameters, {event.train_size:,} train / "
+            f"{event.test_size:,} test images",
+            highlight=False,
+        )
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[where]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps  loss {task.fields[loss]}  test acc {task.fields[acc]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "train", total=self.total_steps, where=f"epoch 1/{self.epochs}", loss="-", acc="-", rate=""
+        )
+
+    def _update(self, step: int, epoch: int) -> None:
+        if self.progress is None or self.task is None:
+            return
+        speed = self.progress.tasks[0].speed  # steps per second, smoothed by rich
+        rate = f"{speed * self.batch_size:,.0f} samples/s" if speed else ""
+        self.progress.update(
+            self.task,
+            completed=min(step, self.total_steps),
+            where=f"epoch {min(epoch, self.epochs)}/{self.epochs}",
+            loss=f"{self.last_loss:.4f}",
+            acc="-" if self.last_acc is None else f"{self.last_acc:.2f}%",
+            rate=rate,
+        )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
