@@ -37,7 +37,9 @@ def main() -> None:
 
     source = data.locate(args.data_dir)
     config = parse_run_config(arch=args.arch, lr=args.lr, epochs=args.epochs, device="cpu")
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(f"config: {config.describe()}")
 
     load_start = time.perf_counter()

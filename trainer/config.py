@@ -57,7 +57,7 @@ class ModelSpec:
 
     @property
     def num_params(self) -> int:
-        return sum((i + 1) * o for i, o in zip(self.sizes, self.sizes[1:]))
+        return sum((i + 1) * o for i, o in zip(self.sizes, self.sizes[1:], strict=False))
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,7 @@ def parse_widths(text: str, field: str = "arch") -> tuple[int, ...]:
     if not text or any(not p for p in parts):
         raise ConfigError(
             field,
-            f"{text!r} is not a preset ({', '.join(ARCH_PRESETS)}) "
-            "or a list of widths like 128,64",
+            f"{text!r} is not a preset ({', '.join(ARCH_PRESETS)}) or a list of widths like 128,64",
         )
     widths = []
     for part in parts:

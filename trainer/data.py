@@ -155,9 +155,7 @@ def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
         raise DataError(f"{path}: truncated ({len(raw)} bytes, no IDX header)")
     (magic,) = struct.unpack(">I", raw[:4])
     if magic != expected_magic:
-        raise DataError(
-            f"{path}: wrong IDX magic 0x{magic:08x} (expected 0x{expected_magic:08x})"
-        )
+        raise DataError(f"{path}: wrong IDX magic 0x{magic:08x} (expected 0x{expected_magic:08x})")
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -194,9 +192,7 @@ def _labels(path: Path) -> torch.Tensor:
     return labels.view(dims[0]).long()
 
 
-def load(
-    source: DataSource, device: str | torch.device = "cpu", limit: int | None = None
-) -> FashionMNIST:
+def load(source: DataSource, device: str | torch.device = "cpu", limit: int | None = None) -> FashionMNIST:
     """Read all four files onto ``device``; ``limit`` keeps the first N of each split."""
     parts = {}
     for split in ("train", "test"):
@@ -204,8 +200,7 @@ def load(
         labels = _labels(source.files[f"{split}_labels"])
         if len(images) != len(labels):
             raise DataError(
-                f"{source.files[f'{split}_labels']}: {len(labels):,} labels "
-                f"for {len(images):,} images"
+                f"{source.files[f'{split}_labels']}: {len(labels):,} labels for {len(images):,} images"
             )
         if limit is not None:
             images, labels = images[:limit], labels[:limit]

@@ -74,7 +74,7 @@ class MLPStepper:
         self.params = [t for layer in self.layers for t in (layer.weight, layer.bias)]
         self.grads = [torch.zeros_like(p) for p in self.params]
         self.num_params = sum(p.numel() for p in self.params)
-        for param, grad in zip(model.parameters(), self.grads):
+        for param, grad in zip(model.parameters(), self.grads, strict=False):
             param.grad = grad
         opt = config.optimizer
         params = list(model.parameters())
@@ -125,7 +125,9 @@ class MLPStepper:
         sums = torch.stack([g.sum() for g in self.grads])
         squares = torch.stack(torch._foreach_norm(self.grads)).square_()
         per_layer = squares.view(-1, 2).sum(1)
-        return torch.cat([(sums.sum() / self.num_params).view(1), per_layer.sum().sqrt().view(1), per_layer.sqrt()])
+        return torch.cat(
+            [(sums.sum() / self.num_params).view(1), per_layer.sum().sqrt().view(1), per_layer.sqrt()]
+        )
 
     def take_epoch_sums(self) -> tuple[float, int]:
         loss, correct = float(self.loss_sum), int(self.correct)
@@ -170,7 +172,7 @@ class StepRecorder:
         rows = self.buffer[: len(self.steps)].tolist()
         events = [
             StepMetrics(step, epoch, row[0], row[1], row[2], tuple(row[3:]))
-            for (step, epoch), row in zip(self.steps, rows)
+            for (step, epoch), row in zip(self.steps, rows, strict=False)
         ]
         self.steps.clear()
         self.last_flush = time.perf_counter()

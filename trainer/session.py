@@ -18,10 +18,11 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from trainer.config import ConfigError, RunConfig, config_from_dict, config_to_dict
 from trainer.events import (
@@ -96,7 +97,13 @@ class StepCurve:
         return [
             StepMetrics(s, e, lo, gm, gn, tuple(ln))
             for s, e, lo, gm, gn, ln in zip(
-                self.step, self.epoch, self.loss, self.grad_mean, self.grad_norm, self.layer_norms
+                self.step,
+                self.epoch,
+                self.loss,
+                self.grad_mean,
+                self.grad_norm,
+                self.layer_norms,
+                strict=False,
             )
         ]
 
@@ -148,7 +155,7 @@ def new_session_id(config: RunConfig) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
 
 
 # ----------------------------------------------------------------- encoding
@@ -386,7 +393,7 @@ def _decode_steps(r: _Reader) -> StepCurve:
         grad_norm=_column(r, "grad_norm", float, len(steps)),
         layer_norms=_column(r, "layer_norms", list, len(steps)),
     )
-    if any(b <= a for a, b in zip(steps, steps[1:])):
+    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
         r.fail("step numbers are not increasing")
     return curve
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from tui.cli_output import FAILURE, fail, optional, percent, print_json, text_table, usage_error
+from tui.cli_output import fail, optional, percent, print_json, text_table, usage_error
 
 app = typer.Typer(
     name="fmlab",
@@ -67,7 +67,9 @@ def main_callback(ctx: typer.Context) -> None:
 
 @app.command("tui")
 def tui_command(
-    replay: Optional[str] = typer.Option(None, "--replay", help="Open straight into the replay of this session id."),
+    replay: Optional[str] = typer.Option(
+        None, "--replay", help="Open straight into the replay of this session id."
+    ),
     sessions_dir: Optional[Path] = sessions_dir_option(),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
 ) -> None:
@@ -92,23 +94,35 @@ def open_app(replay: Optional[str], sessions_dir: Optional[Path], data_dir: Opti
 
 @app.command()
 def train(
-    arch: str = typer.Option("base", help="base (256,512), deeper (256,512,1024,2048), wider (1024,2048) or widths like 128,64."),
+    arch: str = typer.Option(
+        "base", help="base (256,512), deeper (256,512,1024,2048), wider (1024,2048) or widths like 128,64."
+    ),
     lr: str = typer.Option("0.1", "--lr", help="Learning rate (> 0)."),
     epochs: str = typer.Option("10", help="Epochs to train (1 to 10000)."),
     batch_size: str = typer.Option("64", "--batch-size", help="Samples per step."),
     optimizer: str = typer.Option("sgd", help="sgd or adam."),
     momentum: str = typer.Option("0", help="SGD momentum (0 to 0.999)."),
     seed: str = typer.Option("0", help="Seed for the initial weights (and the shuffle order)."),
-    shuffle: bool = typer.Option(False, "--shuffle/--no-shuffle", help="Shuffle the training set every epoch."),
+    shuffle: bool = typer.Option(
+        False, "--shuffle/--no-shuffle", help="Shuffle the training set every epoch."
+    ),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda."),
-    threshold: str = typer.Option("0.1", help="Convergence: test accuracy moves less than this many points..."),
+    threshold: str = typer.Option(
+        "0.1", help="Convergence: test accuracy moves less than this many points..."
+    ),
     patience: str = typer.Option("3", help="...for this many epochs in a row."),
-    stop_on_converge: bool = typer.Option(False, "--stop-on-converge", help="End the run once it has converged."),
-    full_steps: str = typer.Option("100", "--full-steps", help="Keep every step's metrics for this many steps, then one in --step-every."),
+    stop_on_converge: bool = typer.Option(
+        False, "--stop-on-converge", help="End the run once it has converged."
+    ),
+    full_steps: str = typer.Option(
+        "100", "--full-steps", help="Keep every step's metrics for this many steps, then one in --step-every."
+    ),
     step_every: str = typer.Option("10", "--step-every", help="Step-metric interval after --full-steps."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     sessions_dir: Optional[Path] = sessions_dir_option(),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object with the results instead of text."),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print one JSON object with the results instead of text."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display, just the summary."),
 ) -> None:
     """Train one run and save it as a session.
@@ -120,9 +134,19 @@ def train(
 
     try:
         config = parse_run_config(
-            arch=arch, lr=lr, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-            momentum=momentum, seed=seed, shuffle=shuffle, device=device, threshold=threshold,
-            patience=patience, stop_on_converge=stop_on_converge, full_steps=full_steps,
+            arch=arch,
+            lr=lr,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            momentum=momentum,
+            seed=seed,
+            shuffle=shuffle,
+            device=device,
+            threshold=threshold,
+            patience=patience,
+            stop_on_converge=stop_on_converge,
+            full_steps=full_steps,
             step_every=step_every,
         )
     except ConfigError as exc:
@@ -182,7 +206,7 @@ def params(
     if json_output:
         print_json({"arch": spec.name, "hidden": list(spec.hidden), **asdict(summary)})
         return
-    rows = [(l.name, l.kind, l.output_shape, f"{l.params:,}", l.formula) for l in summary.layers]
+    rows = [(x.name, x.kind, x.output_shape, f"{x.params:,}", x.formula) for x in summary.layers]
     typer.echo(f"{spec.name}: 784 -> {' -> '.join(map(str, spec.hidden))} -> 10")
     typer.echo(text_table(("layer", "type", "output", "params", "formula"), rows, right={3}))
     typer.echo(f"total: {summary.total_params:,} parameters ({summary.size_mb:.2f} MB as float32)")
@@ -246,9 +270,13 @@ def sessions_show(
         return
     results = record.results
     typer.echo(f"session {record.id}  ({record.path})")
-    typer.echo(f"config:  {record.config.describe()}, seed {record.config.seed}, shuffle {'on' if record.config.shuffle else 'off'}")
+    typer.echo(
+        f"config:  {record.config.describe()}, seed {record.config.seed}, shuffle {'on' if record.config.shuffle else 'off'}"
+    )
     env = record.environment
-    typer.echo(f"ran on:  {env.get('device', '?')} ({env.get('device_name', '?')}), torch {env.get('torch', '?')}, created {record.created}")
+    typer.echo(
+        f"ran on:  {env.get('device', '?')} ({env.get('device_name', '?')}), torch {env.get('torch', '?')}, created {record.created}"
+    )
     typer.echo(f"status:  {record.status}" + (f" ({results.message})" if results and results.message else ""))
     if results:
         typer.echo(
@@ -258,14 +286,36 @@ def sessions_show(
         )
     if record.epochs:
         rows = [
-            (e.epoch, f"{e.train_loss:.4f}", f"{e.train_acc:.2f}", f"{e.test_loss:.4f}", f"{e.test_acc:.2f}", f"{e.seconds:.2f}")
+            (
+                e.epoch,
+                f"{e.train_loss:.4f}",
+                f"{e.train_acc:.2f}",
+                f"{e.test_loss:.4f}",
+                f"{e.test_acc:.2f}",
+                f"{e.seconds:.2f}",
+            )
             for e in record.epochs
         ]
-        typer.echo(text_table(("epoch", "train loss", "train acc", "test loss", "test acc", "seconds"), rows, right=set(range(6))))
+        typer.echo(
+            text_table(
+                ("epoch", "train loss", "train acc", "test loss", "test acc", "seconds"),
+                rows,
+                right=set(range(6)),
+            )
+        )
 
 
 def main() -> None:
     app()
+
+
+def _register_more() -> None:
+    from tui.cli_experiments import register
+
+    register(app)
+
+
+_register_more()
 
 
 if __name__ == "__main__":

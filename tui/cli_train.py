@@ -9,10 +9,10 @@ from pathlib import Path
 
 import typer
 
-from tui.cli_output import FAILURE, USAGE_ERROR, fail, percent, print_json, usage_error
-from tui.cli_progress import ProgressPrinter
 from trainer.config import ConfigError, RunConfig
 from trainer.events import RunFinished
+from tui.cli_output import FAILURE, fail, percent, print_json, usage_error
+from tui.cli_progress import ProgressPrinter
 
 
 class StopOnSignal:
@@ -23,7 +23,7 @@ class StopOnSignal:
         self.cancel = cancel
         self.previous: dict[int, object] = {}
 
-    def __enter__(self) -> "StopOnSignal":
+    def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous[sig] = signal.signal(sig, self._handle)

@@ -1,0 +1,40 @@
+# fmlab's set-up: `make app` and `make test` each install what they need first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: app test lint data bench clean
+
+app: $(STAMP) data
+	$(BIN)/fmlab
+
+test: $(STAMP)
+	$(BIN)/ruff check trainer tui tests bench
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check trainer tui tests bench
+	$(BIN)/ruff format --check trainer tui tests bench
+
+# Fashion-MNIST from Debian's package where apt is there and we may use it;
+# elsewhere fmlab downloads it with torchvision on first use.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q dataset-fashion-mnist || \
+	   (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null \
+	  || echo "dataset-fashion-mnist not installed; fmlab will try to download the data"; \
+	else echo "no dataset package here; fmlab will try to download the data"; fi
+
+bench: $(STAMP) data
+	$(BIN)/python -m bench.epoch_speed --epochs 2
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info
