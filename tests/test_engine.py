@@ -47,9 +47,9 @@ def test_gradients_and_update_match_autograd_and_torch_sgd(tiny_dataset):
         optimizer.step()
         ours_loss = stepper.step(x, y, F.one_hot(y, 10).float()) / len(x)
         assert ours_loss.item() == pytest.approx(loss.item(), rel=1e-5)
-        for grad, expected in zip(stepper.grads, expected_grads, strict=False):
+        for grad, expected in zip(stepper.grads, expected_grads):
             torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
-    for p, q in zip(ours.parameters(), reference.parameters(), strict=False):
+    for p, q in zip(ours.parameters(), reference.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
@@ -71,7 +71,7 @@ def test_momentum_and_adam_follow_torch_optim(tiny_dataset, optimizer, momentum)
     # Adam divides by the gradient's running scale, so last-bit differences in
     # near-zero gradients show up at the size of the learning rate's rounding
     atol = 1e-4 if optimizer == "adam" else 1e-6
-    for p, q in zip(ours.parameters(), reference.parameters(), strict=False):
+    for p, q in zip(ours.parameters(), reference.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=atol)
 
 
@@ -114,7 +114,7 @@ def test_stop_on_converge_ends_the_run(tiny_dataset):
     converged = finished.results.converged_epoch
     assert converged is not None and len(epochs) == converged + 2 < 30
     accs = [e.test_acc for e in epochs]
-    assert all(abs(b - a) < 0.5 for a, b in zip(accs[converged - 1 :], accs[converged:], strict=False))
+    assert all(abs(b - a) < 0.5 for a, b in zip(accs[converged - 1 :], accs[converged:]))
 
 
 def test_convergence_tracker_rule():
@@ -166,3 +166,30 @@ def test_errors_while_training_end_the_run_as_failed(tiny_dataset, monkeypatch):
     events = run_all(parse_run_config(epochs=1), tiny_dataset)
     assert events[-1].status == "failed"
     assert events[-1].results.message == "RuntimeError: out of memory"
+
+
+class FakeCuda:
+    type = "cuda"
+
+
+def test_cuda_graph_fallbacks_keep_the_eager_step(tiny_dataset, monkeypatch):
+    stepper = engine.MLPStepper(build_mlp(parse_run_config(arch="8").model, 0), parse_run_config())
+    assert engine.choose_step(stepper, 64, torch.device("cpu")) == (stepper.step, "")
+
+    def capture_fails(*args):
+        raise RuntimeError("operation not permitted when stream is capturing\ndetails")
+
+    monkeypatch.setattr(engine, "GraphedStep", capture_fails)
+    step, note = engine.choose_step(stepper, 64, FakeCuda())
+    assert step == stepper.step
+    assert (
+        note
+        == "CUDA graph capture failed (operation not permitted when stream is capturing); training eagerly"
+    )
+    monkeypatch.setenv("FMLAB_CUDA_GRAPH", "0")
+    assert "FMLAB_CUDA_GRAPH=0" in engine.choose_step(stepper, 64, FakeCuda())[1]
+    adam = engine.MLPStepper(
+        build_mlp(parse_run_config(arch="8").model, 0), parse_run_config(optimizer="adam")
+    )
+    monkeypatch.delenv("FMLAB_CUDA_GRAPH")
+    assert "plain SGD only" in engine.choose_step(adam, 64, FakeCuda())[1]

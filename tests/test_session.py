@@ -63,7 +63,7 @@ def test_step_curve_stays_bounded():
     assert curve.step[:100] == list(range(1, 101))
     later = curve.step[100:]
     assert len(later) <= session.LATER_STEP_POINTS
-    gaps = {b - a for a, b in zip(later, later[1:], strict=False)}
+    gaps = {b - a for a, b in zip(later, later[1:])}
     assert gaps == {curve.stride}  # evenly spaced
     assert later[-1] > 199_000  # reaches the end of the run
 

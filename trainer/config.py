@@ -57,7 +57,7 @@ class ModelSpec:
 
     @property
     def num_params(self) -> int:
-        return sum((i + 1) * o for i, o in zip(self.sizes, self.sizes[1:], strict=False))
+        return sum((i + 1) * o for i, o in zip(self.sizes, self.sizes[1:]))
 
 
 @dataclass(frozen=True)

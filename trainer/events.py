@@ -48,6 +48,7 @@ class RunStarted:
     train_size: int
     test_size: int
     steps_per_epoch: int
+    notes: tuple[str, ...] = ()  # e.g. why the CUDA graph is not used
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ class ConvergenceTracker:
         self.accuracies.append(test_acc)
         if self.converged_epoch is None and len(self.accuracies) > self.rule.patience:
             recent = self.accuracies[-self.rule.patience - 1 :]
-            if all(abs(b - a) < self.rule.threshold for a, b in zip(recent, recent[1:], strict=False)):
+            if all(abs(b - a) < self.rule.threshold for a, b in zip(recent, recent[1:])):
                 self.converged_epoch = len(self.accuracies) - self.rule.patience
         return self.converged_epoch
 

@@ -19,7 +19,7 @@ def summarize(spec: ModelSpec) -> ModelSummary:
     """Per-layer names, shapes, parameter counts and the formula behind each."""
     layers = []
     sizes = spec.sizes
-    for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False), start=1):
+    for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
         params = (fan_in + 1) * fan_out
         formula = f"({fan_in} + 1) x {fan_out} = {params:,}"
         layers.append(LayerSummary(f"fc{index}", "Linear", fan_in, fan_out, params, formula))
@@ -43,7 +43,7 @@ def build_mlp(spec: ModelSpec, seed: int) -> torch.nn.Sequential:
     try:
         layers: list[nn.Module] = [nn.Flatten()]
         sizes = spec.sizes
-        for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False), start=1):
+        for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
             layers.append(nn.Linear(fan_in, fan_out))
             if index < len(sizes) - 1:
                 layers.append(nn.ReLU())

@@ -393,7 +393,7 @@ def _decode_steps(r: _Reader) -> StepCurve:
         grad_norm=_column(r, "grad_norm", float, len(steps)),
         layer_norms=_column(r, "layer_norms", list, len(steps)),
     )
-    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+    if any(b <= a for a, b in zip(steps, steps[1:])):
         r.fail("step numbers are not increasing")
     return curve
 

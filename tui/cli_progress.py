@@ -65,6 +65,8 @@ class ProgressPrinter:
             f"{event.test_size:,} test images",
             highlight=False,
         )
+        for note in event.notes:
+            self.console.print(f"note: {note}", highlight=False)
         self.progress = Progress(
             TextColumn("[bold]{task.fields[where]}"),
             BarColumn(),
