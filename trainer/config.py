@@ -138,7 +138,7 @@ def _number(value: object, field: str, kind: type) -> float | int:
         raise ConfigError(field, f"{value!r} is not a number")
     try:
         number = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(field, f"{value!r} is not a {'whole ' if kind is int else ''}number") from None
     if kind is float and not math.isfinite(number):
         raise ConfigError(field, f"{value!r} is not a finite number")

@@ -19,7 +19,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -245,10 +246,75 @@ def _is_finite(value: float) -> bool:
     return value == value and abs(value) != float("inf")
 
 
+@dataclass
+class Checkpoint:
+    """Everything needed to continue a run after its last finished epoch.
+
+    Tensors are CPU copies, so a checkpoint can be saved while training goes on.
+    """
+
+    epoch: int
+    step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict
+    shuffle_state: torch.Tensor
+    history: list[EpochMetrics]
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file, fsync, rename), like session files."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as handle:
+                torch.save(asdict(self), handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+        data["history"] = [EpochMetrics(**e) if isinstance(e, dict) else e for e in data["history"]]
+        return cls(**data)
+
+
+def _checkpoint(stepper: MLPStepper, model: torch.nn.Module, epoch: int, step: int,
+                shuffler: torch.Generator, history: list[EpochMetrics]) -> Checkpoint:  # fmt: skip
+    def to_cpu(value):
+        if isinstance(value, torch.Tensor):
+            return value.detach().to("cpu", copy=True)
+        if isinstance(value, dict):
+            return {k: to_cpu(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [to_cpu(v) for v in value]
+        return value
+
+    return Checkpoint(
+        epoch=epoch,
+        step=step,
+        model=to_cpu(model.state_dict()),
+        optimizer=to_cpu(stepper.optimizer.state_dict()),
+        shuffle_state=shuffler.get_state(),
+        history=list(history),
+    )
+
+
+def _restore(
+    stepper: MLPStepper, model: torch.nn.Module, shuffler: torch.Generator, ckpt: Checkpoint
+) -> None:
+    model.load_state_dict(ckpt.model)
+    stepper.optimizer.load_state_dict(ckpt.optimizer)
+    shuffler.set_state(ckpt.shuffle_state)
+
+
 def run(
     config: RunConfig,
     data: FashionMNIST,
     cancel: threading.Event | None = None,
+    *,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> Iterator[Event]:
     """Train one run, yielding RunStarted, StepMetrics/EpochMetrics, RunFinished.
 
@@ -256,16 +322,24 @@ def run(
     ``stopped`` after the current step. Errors raised while training end the
     run as ``failed`` with the message in the results; the generator itself
     only raises ConfigError (for a device that is not there).
+
+    ``on_checkpoint`` receives a Checkpoint after every finished epoch, before
+    that epoch's EpochMetrics is yielded; passing one back as ``resume``
+    continues the run from there exactly as if it had never stopped. The
+    resumed stream yields RunStarted, then only the new epochs.
     """
     device = resolve_device(config.device)
     cancel = cancel or threading.Event()
-    started = time.perf_counter()
+    started = time.perf_counter() - sum(e.seconds for e in resume.history) if resume else time.perf_counter()
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
     n_train, batch = len(train_x), config.batch_size
     steps_per_epoch = -(-n_train // batch)
     model = build_mlp(config.model, config.seed).to(device)
     stepper = MLPStepper(model, config)
+    shuffler = torch.Generator().manual_seed(config.seed)
+    if resume is not None:
+        _restore(stepper, model, shuffler, resume)
     train_step, note = choose_step(stepper, batch, device)
     if note:
         log.warning(note)
@@ -280,15 +354,20 @@ def run(
         steps_per_epoch=steps_per_epoch,
         notes=(note,) if note else (),
     )
+    history: list[EpochMetrics] = list(resume.history) if resume else []
     tracker = ConvergenceTracker(config.convergence)
+    for metrics in history:
+        tracker.update(metrics.test_acc)
     recorder = StepRecorder(len(stepper.layers), device)
     onehot_all = F.one_hot(train_y, 10).float()
-    shuffler = torch.Generator().manual_seed(config.seed)
-    step = epochs_done = 0
-    history: list[EpochMetrics] = []
+    step = resume.step if resume else 0
+    epochs_done = resume.epoch if resume else 0
     status, message = "completed", ""
+    last_epoch = config.epochs
+    if config.convergence.stop and tracker.converged_epoch is not None:
+        status, last_epoch = "converged", epochs_done  # it had converged before it stopped
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(epochs_done + 1, last_epoch + 1):
             epoch_start = time.perf_counter()
             x_all, y_all, onehot = train_x, train_y, onehot_all
             if config.shuffle:
@@ -306,8 +385,9 @@ def run(
                 if recorder.due():
                     events = recorder.flush()
                     yield from events
-                    if not all(_is_finite(e.loss) for e in events):
-                        status, message = "diverged", f"loss became non-finite at step {events[-1].step}"
+                    bad = next((e.step for e in events if not _is_finite(e.loss)), None)
+                    if bad is not None:
+                        status, message = "diverged", f"loss became non-finite at step {bad}"
                         break
             yield from recorder.flush()
             if status != "completed":
@@ -331,6 +411,8 @@ def run(
             )
             history.append(metrics)
             epochs_done = epoch
+            if on_checkpoint is not None:
+                on_checkpoint(_checkpoint(stepper, model, epoch, step, shuffler, history))
             yield metrics
             if converged is not None and config.convergence.stop:
                 status = "converged"

@@ -93,6 +93,12 @@ class StepCurve:
             setattr(self, name, [column[i] for i in keep])
         self.stride *= 2
 
+    def truncate(self, last_step: int) -> None:
+        """Forget points past ``last_step`` (a resumed run records them again)."""
+        keep = bisect.bisect_right(self.step, last_step)
+        for name in self.COLUMNS:
+            setattr(self, name, getattr(self, name)[:keep])
+
     def events(self) -> list[StepMetrics]:
         return [
             StepMetrics(s, e, lo, gm, gn, tuple(ln))
@@ -103,7 +109,6 @@ class StepCurve:
                 self.grad_mean,
                 self.grad_norm,
                 self.layer_norms,
-                strict=False,
             )
         ]
 
@@ -222,8 +227,35 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def write_new(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text``, failing with FileExistsError if it
+    exists. The text is written to a temporary file first and hard-linked into
+    place, so the name never points at an empty or half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
     try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here: exclusive create, then replace
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable; some filesystems cannot open a folder, which is fine."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -464,6 +496,17 @@ def effective_status(status: str, pid: int, host: str) -> str:
     return status
 
 
+def checkpoint_path(session_path: Path) -> Path:
+    """The sidecar holding model and optimizer state for resuming."""
+    return session_path.with_name(session_path.stem + ".state.pt")
+
+
+def delete_session(path: Path) -> None:
+    """Remove a session file and its checkpoint sidecar."""
+    checkpoint_path(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
 def summarize_file(path: Path) -> SessionSummary:
     """The listing fields, from the file's first line when it is intact."""
     try:
@@ -553,6 +596,27 @@ class SessionRecorder:
         self.record: SessionRecord | None = None
         self.save_error: str | None = None
         self._started = 0.0
+        self._resuming = False
+
+    def resume(self, record: SessionRecord, history: list[EpochMetrics], step: int) -> None:
+        """Continue ``record``'s file from a checkpoint's epochs (``history``)
+        and ``step``: later points are dropped, the resumed run appends."""
+        self.record = record
+        self._resuming = True
+        record.epochs = list(history)
+        record.steps.truncate(step)
+        record.pid, record.host = os.getpid(), socket.gethostname()
+        seconds = record.results.seconds if record.results else 0.0
+        self._started = time.perf_counter() - seconds
+
+    def save_checkpoint(self, checkpoint) -> None:
+        """Store a trainer.engine.Checkpoint beside the session file, atomically."""
+        if self.record is None or self.record.path is None:
+            return
+        try:
+            checkpoint.save(checkpoint_path(self.record.path))
+        except OSError as exc:
+            self._report(f"cannot save {checkpoint_path(self.record.path)}: {exc.strerror or exc}")
 
     @property
     def path(self) -> Path | None:
@@ -562,7 +626,11 @@ class SessionRecorder:
         self.handle(event)
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
+        if isinstance(event, RunStarted) and self._resuming:
+            self._resuming = False
+            self.record.status = "running"
+            self.save()
+        elif isinstance(event, RunStarted):
             self._start(event)
         elif self.record is None:
             return
@@ -600,31 +668,26 @@ class SessionRecorder:
             steps=StepCurve(full_steps=event.config.full_steps),
         )
         self.record.results = _running_results(self.record, 0.0)
-        self._reserve()
-        self.save()
+        self._create()
 
-    def _reserve(self) -> None:
-        """Claim a file name no other process holds (O_EXCL creation)."""
+    def _create(self) -> None:
+        """Write the first version under a name no other process holds."""
         assert self.record is not None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self._report(f"cannot create sessions folder {self.directory}: {exc.strerror or exc}")
-            self.record.path = self.directory / f"{self.record.id}.json"
-            return
         for _ in range(100):
-            path = self.directory / f"{self.record.id}.json"
+            self.record.path = self.directory / f"{self.record.id}.json"
+            self.record.updated = _now()
             try:
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-                self.record.path = path
+                write_new(self.record.path, encode(self.record))
                 return
             except FileExistsError:
                 self.record.id = f"{self.record.id.rsplit('-', 1)[0]}-{secrets.token_hex(2)}"
             except OSError as exc:
-                self._report(f"cannot create {path}: {exc.strerror or exc}")
-                self.record.path = path
+                self._report(f"cannot create {self.record.path}: {exc.strerror or exc}")
                 return
-        self.record.path = self.directory / f"{self.record.id}.json"
 
     def save(self) -> bool:
         assert self.record is not None and self.record.path is not None

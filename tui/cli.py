@@ -139,6 +139,12 @@ def train(
         False, "--json", help="Print one JSON object with the results instead of text."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display, just the summary."),
+    resume: Optional[str] = typer.Option(
+        None,
+        "--resume",
+        metavar="ID",
+        help="Continue a stopped or interrupted session from its last finished epoch (its own settings are used).",
+    ),
 ) -> None:
     """Train one run and save it as a session.
 
@@ -170,7 +176,7 @@ def train(
     require_writable_dir(directory, "sessions-dir")
     from tui.cli_train import run_training
 
-    run_training(config, data_dir, directory, json_output=json_output, quiet=quiet)
+    run_training(config, data_dir, directory, json_output=json_output, quiet=quiet, resume_ref=resume)
 
 
 @app.command()

@@ -39,12 +39,44 @@ class StopOnSignal:
             signal.signal(sig, handler)
 
 
+def load_resumable(sessions_dir: Path, ref: str):
+    """The session and checkpoint to resume, or a one-line exit."""
+    from trainer.engine import Checkpoint
+    from trainer.session import SessionError, checkpoint_path, find_session, load
+
+    try:
+        record = load(find_session(sessions_dir, ref))
+    except SessionError as exc:
+        fail(str(exc))
+    if record.status not in ("stopped", "interrupted", "failed"):
+        fail(f"session {record.id} is {record.status}; only stopped or interrupted runs can be resumed")
+    sidecar = checkpoint_path(record.path)
+    if not sidecar.exists():
+        fail(f"{sidecar}: no checkpoint to resume from (it is written after each finished epoch)")
+    try:
+        checkpoint = Checkpoint.load(sidecar)
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        fail(
+            f"{sidecar}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        )
+    return record, checkpoint
+
+
 def run_training(
-    config: RunConfig, data_dir: Path | None, sessions_dir: Path, *, json_output: bool, quiet: bool
+    config: RunConfig,
+    data_dir: Path | None,
+    sessions_dir: Path,
+    *,
+    json_output: bool,
+    quiet: bool,
+    resume_ref: str | None = None,
 ) -> None:
     from trainer import data, engine
     from trainer.session import SessionRecorder
 
+    resumed = load_resumable(sessions_dir, resume_ref) if resume_ref else None
+    if resumed:
+        config = resumed[0].config
     try:
         device = engine.resolve_device(config.device)
     except ConfigError as exc:
@@ -60,12 +92,21 @@ def run_training(
         typer.echo(f"Warning: {message}; training goes on", err=True)
 
     recorder = SessionRecorder(sessions_dir, on_error=warn)
+    checkpoint = None
+    if resumed:
+        record, checkpoint = resumed
+        recorder.resume(record, checkpoint.history, checkpoint.step)
+        if not (quiet or json_output):
+            typer.echo(f"resuming {record.id} after epoch {checkpoint.epoch}", err=True)
     progress = ProgressPrinter(quiet=quiet or json_output)
     cancel = threading.Event()
     finished: RunFinished | None = None
     with StopOnSignal(cancel):
         try:
-            for event in engine.run(config, dataset, cancel):
+            events = engine.run(
+                config, dataset, cancel, resume=checkpoint, on_checkpoint=recorder.save_checkpoint
+            )
+            for event in events:
                 recorder(event)
                 progress(event)
                 if isinstance(event, RunFinished):
