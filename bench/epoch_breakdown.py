@@ -83,8 +83,10 @@ def main() -> None:
     results["in-memory"] = timed("in-memory", lambda: autograd_epoch(build_mlp(config.model, 0), slices))
 
     def by_hand() -> None:
-        stepper = engine.MLPStepper(build_mlp(config.model, 0), config)
+        model = build_mlp(config.model, 0)
+        stepper = engine.MLPStepper(model, config)
         stepper.plain_sgd = False  # update through optim.SGD.step()
+        stepper.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         for i in range(0, len(x), BATCH):
             stepper.step(x[i : i + BATCH], y[i : i + BATCH], onehot[i : i + BATCH])
 

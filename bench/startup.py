@@ -25,12 +25,14 @@ from trainer.models import summarize
 from trainer.session import SessionRecorder, encode, write_atomic
 
 FMLAB = [sys.executable, "-m", "tui.cli"]
+# leaves at once after the first refresh: an exit that waits for background
+# workers (the CUDA probe imports torch) would be timed as start-up
 FIRST_PAINT = """
-import sys, time
+import os, sys
 from pathlib import Path
 from tui.app import make_app
 app = make_app(sessions_dir=Path(sys.argv[1]), data_dir=None, replay=None)
-app.call_after_refresh(app.exit)
+app.call_after_refresh(lambda: os._exit(0))
 app.run(headless=True, size=(100, 30))
 """
 

@@ -82,11 +82,14 @@ class MLPStepper:
             param.grad = grad
         opt = config.optimizer
         params = list(model.parameters())
+        self.plain_sgd = opt.name == "sgd" and opt.momentum == 0
+        # Plain SGD is one foreach update below; torch.optim is only built when
+        # needed, since its first construction in a process costs seconds.
+        self.optimizer: torch.optim.Optimizer | None = None
         if opt.name == "adam":
             self.optimizer = torch.optim.Adam(params, lr=opt.lr, foreach=True)
-        else:
+        elif not self.plain_sgd:
             self.optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, foreach=True)
-        self.plain_sgd = opt.name == "sgd" and opt.momentum == 0
         self.lr = opt.lr
         device = self.params[0].device
         # On CUDA the learning rate lives in a device tensor, so a captured
@@ -294,7 +297,7 @@ def _checkpoint(stepper: MLPStepper, model: torch.nn.Module, epoch: int, step: i
         epoch=epoch,
         step=step,
         model=to_cpu(model.state_dict()),
-        optimizer=to_cpu(stepper.optimizer.state_dict()),
+        optimizer=to_cpu(stepper.optimizer.state_dict()) if stepper.optimizer else {},
         shuffle_state=shuffler.get_state(),
         history=list(history),
     )
@@ -304,7 +307,8 @@ def _restore(
     stepper: MLPStepper, model: torch.nn.Module, shuffler: torch.Generator, ckpt: Checkpoint
 ) -> None:
     model.load_state_dict(ckpt.model)
-    stepper.optimizer.load_state_dict(ckpt.optimizer)
+    if stepper.optimizer is not None:
+        stepper.optimizer.load_state_dict(ckpt.optimizer)
     shuffler.set_state(ckpt.shuffle_state)
 
 

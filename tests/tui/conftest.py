@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sessions_fixture import FixedProbe, write_fixed_sessions
+
+
+@pytest.fixture
+def probe() -> FixedProbe:
+    return FixedProbe()
+
+
+@pytest.fixture
+def fixed_sessions(tmp_path: Path):
+    directory = tmp_path / "fixed-sessions"
+    return directory, write_fixed_sessions(directory)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Training in tests shares two cores with the UI thread and other tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

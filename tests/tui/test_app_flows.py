@@ -1,0 +1,261 @@
+"""Whole flows through the app, driven by keys with Pilot on tiny data."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sessions_fixture import FixedProbe
+from textual.widgets import DataTable, Input, Static
+
+from trainer.session import load
+from tui.app import make_app
+from tui.messages import EpochEnded, RunBegan, RunEnded, StepRecorded
+from tui.screens.compare import CompareScreen
+from tui.screens.configure import ConfigureScreen
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.export import ExportScreen
+from tui.screens.live import LiveScreen
+from tui.screens.sessions import SessionsScreen
+
+SIZE = (100, 30)
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+async def type_into(pilot, selector: str, text: str) -> None:
+    pilot.app.screen.query_one(selector, Input).focus()
+    await pilot.press("ctrl+a", "ctrl+k", *text)
+
+
+async def configure(pilot, epochs: str, widths: str = "32") -> None:
+    await pilot.press("f2")
+    await pilot.pause()
+    screen = pilot.app.screen
+    assert isinstance(screen, ConfigureScreen)
+    screen.query_one("#f-arch").value = "custom"
+    await pilot.pause()
+    await type_into(pilot, "#f-widths", widths)
+    await type_into(pilot, "#f-epochs", epochs)
+    await pilot.pause()
+
+
+def notices(app) -> str:
+    return "\n".join(str(n.message) for n in app._notifications)
+
+
+async def test_train_cancel_browse_replay_compare_export(tiny_data_dir, sessions_dir, tmp_path):
+    messages = []
+    app = make_app(sessions_dir, tiny_data_dir, probe=FixedProbe())
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        # a long run: watch epochs arrive, then cancel it
+        await configure(pilot, "5000")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: sum(isinstance(m, EpochEnded) for m in messages) >= 2)
+        live = app.screen
+        assert isinstance(live, LiveScreen) and live.busy
+        await pilot.press("c")
+        await wait_for(pilot, lambda: any(isinstance(m, RunEnded) for m in messages))
+        await wait_for(pilot, lambda: not live.busy)
+        run_messages = [m for m in messages if isinstance(m, (RunBegan, StepRecorded, EpochEnded, RunEnded))]
+        assert isinstance(run_messages[0], RunBegan) and isinstance(run_messages[-1], RunEnded)
+        assert isinstance(run_messages[1], StepRecorded)
+        assert run_messages[-1].event.status == "stopped"
+        stopped_path = run_messages[-1].session_path
+        assert load(stopped_path).status == "stopped"
+        assert "stopped" in str(live.query_one("#run-status", Static).render())
+
+        # a second, short run that completes
+        await configure(pilot, "1")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: sum(isinstance(m, RunEnded) for m in messages) == 2)
+        assert messages[-1].event.status == "completed" if isinstance(messages[-1], RunEnded) else True
+        await wait_for(pilot, lambda: not live.busy)
+
+        # both are in the browser
+        await pilot.press("f4")
+        await pilot.pause()
+        browser = app.screen
+        assert isinstance(browser, SessionsScreen)
+        table = browser.query_one(DataTable)
+        assert table.row_count == 2
+        statuses = {s.status for s in browser.summaries}
+        assert statuses == {"stopped", "completed"}
+
+        # replay the highlighted one through the live view, at the fastest speed
+        await pilot.press("r")
+        await pilot.pause()
+        replay = app.screen
+        assert isinstance(replay, LiveScreen) and replay.record is not None
+        for _ in range(4):
+            await pilot.press("f")
+        await wait_for(pilot, lambda: replay.live.results is not None)
+        await pilot.pause(0.2)
+        assert replay.live.series.epoch  # the epochs came back
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is browser
+
+        # compare the two
+        await pilot.press("space", "space", "c")
+        await pilot.pause()
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        assert compare.query_one(DataTable).row_count == 2
+        await pilot.press("escape")
+        await pilot.pause()
+
+        # export both as a PNG
+        out = tmp_path / "out" / "both.png"
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, ExportScreen)
+        await type_into(pilot, "#export-path", str(out))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: out.exists() and str(out) in notices(app), timeout=60)
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+        # and as JSON
+        out_json = tmp_path / "out" / "both.json"
+        await pilot.press("e")
+        await pilot.pause()
+        await type_into(pilot, "#export-path", str(out_json))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: out_json.exists())
+        json.loads(out_json.read_text())
+
+
+async def test_bad_values_are_refused_at_the_field(sessions_dir, tiny_data_dir):
+    app = make_app(sessions_dir, tiny_data_dir, probe=FixedProbe())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await type_into(pilot, "#f-lr", "-1")
+        await type_into(pilot, "#f-batch_size", "abc")
+        await pilot.pause()
+        screen = app.screen
+        lr_error = str(screen.query_one("#error-lr", Static).render())
+        batch_error = str(screen.query_one("#error-batch_size", Static).render())
+        assert "must be greater than 0" in lr_error
+        assert "not a whole number" in batch_error
+        assert screen.query_one("#error-lr").display
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert app.screen is screen  # nothing started
+        assert not app.training_view.busy
+        assert "fix the flagged fields" in notices(app)
+        assert not list(sessions_dir.iterdir())
+
+        # widths: the inspector follows, and a bad width is flagged
+        screen.query_one("#f-arch").value = "custom"
+        await pilot.pause()
+        await type_into(pilot, "#f-widths", "128,x")
+        await pilot.pause()
+        assert "not a whole number" in str(screen.query_one("#error-widths", Static).render())
+        await type_into(pilot, "#f-widths", "128,64")
+        await pilot.pause()
+        inspector = screen.query_one("#inspector-table", DataTable)
+        assert inspector.row_count == 5  # fc1 relu1 fc2 relu2 fc3
+        assert "109,386" in str(screen.query_one("#inspector-total", Static).render())
+
+
+async def test_unreadable_session_files_never_crash(fixed_sessions, tiny_data_dir):
+    directory, _ = fixed_sessions
+    app = make_app(directory, tiny_data_dir, probe=FixedProbe())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        browser = app.screen
+        table = browser.query_one(DataTable)
+        assert table.row_count == 6  # three good, three warning rows
+        assert len(browser.unreadable) == 3
+        assert "Unreadable" in " ".join(str(n.title) for n in app._notifications)
+        # walk onto the warning rows and try every action on them
+        for _ in range(5):
+            await pilot.press("down")
+        for key in ("o", "r", "e", "d", "space", "c", "enter"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.is_running
+        assert isinstance(app.screen, SessionsScreen)
+        detail = str(browser.query_one("#session-detail", Static).render())
+        assert "unreadable" in detail
+
+
+async def test_a_session_cut_short_after_its_first_line_is_refused_on_open(fixed_sessions):
+    directory, records = fixed_sessions
+    text = (directory / f"{records[0].id}.json").read_text()
+    (directory / "cut.json").write_text(text[: len(text) // 2])
+    app = make_app(directory, None, probe=FixedProbe())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        browser = app.screen
+        row = [i for i, s in enumerate(browser.visible()) if s.path.name == "cut.json"][0]
+        browser.query_one(DataTable).move_cursor(row=row)
+        for key in ("o", "r", "e"):
+            await pilot.press(key)
+            await pilot.pause()
+        assert isinstance(app.screen, SessionsScreen)
+        assert "truncated JSON" in notices(app)
+
+
+async def test_starting_while_training_asks_and_quit_saves_stopped(tiny_data_dir, sessions_dir):
+    app = make_app(sessions_dir, tiny_data_dir, probe=FixedProbe())
+    async with app.run_test(size=SIZE) as pilot:
+        await configure(pilot, "5000")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.training_view.live.last_epoch is not None)
+        await configure(pilot, "1")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.training_view.busy and app.training_view.live.started.config.epochs == 5000
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running)
+    [path] = sessions_dir.glob("*.json")
+    assert load(path).status == "stopped"
+
+
+async def test_replay_opens_straight_from_the_command_line(fixed_sessions):
+    directory, records = fixed_sessions
+    app = make_app(directory, None, replay=load(directory / f"{records[0].id}.json"), probe=FixedProbe())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, LiveScreen) and screen.record.id == records[0].id
+        await pilot.press("space")
+        assert screen.control.paused
+        await pilot.press("space")
+        assert not screen.control.paused
+        await pilot.press("f", "f", "f", "f")
+        assert screen.control.speed == float("inf")
+        await wait_for(pilot, lambda: screen.live.results is not None)
+        assert len(screen.live.series.epoch) == 5
+        await pilot.press("r")  # restart plays it again from the start
+        await wait_for(pilot, lambda: screen.live.results is not None)
+        assert len(screen.live.series.epoch) == 5
+        await pilot.press("x")
+        assert screen.query_one("#loss-chart").x_axis == "epoch"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, SessionsScreen)
+
+
+@pytest.mark.parametrize("theme", ["textual-light"])
+async def test_theme_toggle_and_palette(fixed_sessions, theme):
+    directory, _ = fixed_sessions
+    app = make_app(directory, None, probe=FixedProbe())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+t")
+        assert app.theme == theme
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("New run", "Live view", "Sessions", "Stop run", "Toggle light/dark"):
+            assert title in titles

@@ -1,0 +1,115 @@
+"""Every screen pinned at 80x24 and at 120x40, fed fixed sessions.
+
+Paths are relative (the test runs inside its own folder) and the system line
+comes from a fixed probe, so the pictures do not change between runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sessions_fixture import FixedProbe, write_fixed_sessions
+from textual.widgets import DataTable, Input
+
+from tui.app import make_app
+from tui.screens.sessions import SessionsScreen
+
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture
+def fixed_app(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    records = write_fixed_sessions(Path("sessions"))
+
+    def build(replay: bool = False):
+        from trainer.session import load
+
+        record = load(Path("sessions") / f"{records[0].id}.json") if replay else None
+        return make_app(Path("sessions"), None, replay=record, probe=FixedProbe())
+
+    return build
+
+
+async def settle(pilot) -> None:
+    """Let workers finish and the throttled redraw catch up."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.3)
+    await pilot.app.workers.wait_for_complete()
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False  # a blinking cursor would make the picture depend on timing
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_configure(snap_compare, fixed_app, size):
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=settle)
+
+
+def test_configure_with_refused_values(snap_compare, fixed_app):
+    async def bad_values(pilot):
+        await settle(pilot)
+        screen = pilot.app.screen
+        screen.query_one("#f-lr").value = "0"
+        screen.query_one("#f-epochs").value = "ten"
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=bad_values)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sessions(snap_compare, fixed_app, size):
+    async def browse(pilot):
+        await pilot.press("f4")
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.press("space")
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=browse)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_replay_finished(snap_compare, fixed_app, size):
+    async def play_to_end(pilot):
+        await pilot.press("f", "f", "f", "f")  # instant
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(replay=True), terminal_size=size, run_before=play_to_end)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compare(snap_compare, fixed_app, size):
+    async def compare(pilot):
+        await pilot.press("f4")
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.press("space", "space", "space", "c")
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=compare)
+
+
+def test_export_dialog(snap_compare, fixed_app):
+    async def export(pilot):
+        await pilot.press("f4")
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        assert isinstance(pilot.app.screen, SessionsScreen)
+        assert pilot.app.screen.query_one(DataTable).row_count == 6
+        await pilot.press("e")
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=export)
+
+
+def test_live_view_before_any_run(snap_compare, fixed_app):
+    async def live(pilot):
+        await pilot.press("f3")
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=live)

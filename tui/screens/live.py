@@ -1,0 +1,256 @@
+"""The live view: one run's progress and charts, trained now or replayed.
+
+The run happens in a thread worker that wraps every event in a message and
+posts it (never touching widgets); handlers update a LiveRun, and a timer
+redraws at most REDRAWS_PER_SECOND times, so a fast run never waits on plotext.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from trainer.config import ConfigError, RunConfig
+from trainer.replay import ReplayControl, play
+from trainer.session import SessionRecord
+from tui.messages import EpochEnded, RunBegan, RunEnded, RunRefused, SaveFailed, StepRecorded, message_for
+from tui.screens.live_run import LiveRun
+from tui.widgets.accuracy_chart import AccuracyChart
+from tui.widgets.gradient_chart import GradientChart
+from tui.widgets.loss_chart import LossChart
+from tui.widgets.metric_chart import MetricChart
+from tui.widgets.run_progress import RunProgress
+from tui.widgets.system_line import SystemLine
+
+REDRAWS_PER_SECOND = 10
+
+
+class DatasetCache:
+    """Fashion-MNIST loaded once per device and kept for the next run."""
+
+    def __init__(self, data_dir: Path | None) -> None:
+        self.data_dir = data_dir
+        self._loaded: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, device_name: str):
+        from trainer import data, engine
+
+        device = engine.resolve_device(device_name)
+        with self._lock:
+            if str(device) not in self._loaded:
+                self._loaded[str(device)] = data.load(data.locate(self.data_dir), device)
+            return self._loaded[str(device)]
+
+
+class LiveScreen(Screen):
+    CSS_PATH = "live.tcss"
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("c", "stop_run", "Stop run"),
+        Binding("x", "toggle_axis", "x step/epoch"),
+        Binding("space", "toggle_pause", "Play/pause"),
+        Binding("f", "faster", "Speed"),
+        Binding("r", "restart", "Restart"),
+    ]
+
+    def __init__(self, replay: SessionRecord | None = None, speed: float = 1.0) -> None:
+        super().__init__()
+        self.record = replay
+        self.control = ReplayControl(speed)
+        self.live = LiveRun(replay=replay is not None)
+        self.run_id = 0
+        self.cancel = threading.Event()
+        self.job: Worker | None = None
+        self.datasets: DatasetCache | None = None
+        self._dirty = True
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield RunProgress(id="progress")
+        with Horizontal(id="top-charts"):
+            yield LossChart(id="loss-chart")
+            yield AccuracyChart(id="accuracy-chart")
+        yield GradientChart(id="gradient-chart")
+        yield SystemLine(self.app.probe.line, id="system")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"replay {self.record.id}" if self.record else "live run"
+        self.set_interval(1 / REDRAWS_PER_SECOND, self.redraw)
+        if self.record is not None:
+            self.start_replay()
+        self.redraw()
+
+    # ------------------------------------------------------------ starting
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None and self.job.state in (WorkerState.PENDING, WorkerState.RUNNING)
+
+    def _reset(self) -> int:
+        self.run_id += 1
+        self.live = LiveRun(replay=self.record is not None)
+        self._dirty = True
+        return self.run_id
+
+    def start_training(self, config: RunConfig) -> None:
+        """Train ``config`` here; a run still going is stopped (and saved) first."""
+        self.cancel.set()
+        self.cancel = threading.Event()
+        if self.datasets is None:
+            self.datasets = DatasetCache(self.app.data_dir)
+        self.job = self._train(self._reset(), config, self.cancel, self.app.sessions_dir)
+
+    def start_replay(self) -> None:
+        assert self.record is not None
+        self.control.stop()
+        self.control = ReplayControl(self.control.speed, paused=False)
+        self.job = self._replay(self._reset(), self.record, self.control)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
+    def _train(self, run_id: int, config: RunConfig, cancel: threading.Event, sessions_dir: Path) -> None:
+        from trainer import data, engine
+        from trainer.session import SessionRecorder
+
+        worker = get_current_worker()
+        try:
+            dataset = self.datasets.get(config.device)
+        except (data.DataError, ConfigError) as exc:
+            self.post_message(RunRefused(run_id, str(exc)))
+            return
+        recorder = SessionRecorder(sessions_dir, on_error=lambda m: self.post_message(SaveFailed(run_id, m)))
+        for event in engine.run(config, dataset, cancel):
+            if worker.is_cancelled:  # the app is closing: end as "stopped", saved
+                cancel.set()
+            recorder(event)
+            self.post_message(message_for(run_id, event, recorder.path))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
+    def _replay(self, run_id: int, record: SessionRecord, control: ReplayControl) -> None:
+        worker = get_current_worker()
+        for event in play(record, control):
+            if worker.is_cancelled:
+                control.stop()
+                return
+            self.post_message(message_for(run_id, event, record.path))
+
+    async def stop_and_wait(self) -> None:
+        """Stop the run and wait until its session is saved."""
+        worker = self.job
+        if worker is None or not self.busy:
+            return
+        self.action_stop_run()
+        try:
+            await worker.wait()
+        except Exception:  # failed or cancelled: either way it has ended
+            pass
+
+    # ------------------------------------------------------------ events
+
+    def _current(self, message) -> bool:
+        message.stop()
+        self._dirty = True
+        return message.run_id == self.run_id
+
+    def on_run_began(self, message: RunBegan) -> None:
+        if self._current(message):
+            self.live.begin(message.event)
+            self.query_one(SystemLine).device = message.event.device
+
+    def on_step_recorded(self, message: StepRecorded) -> None:
+        if self._current(message):
+            self.live.add_step(message.event)
+
+    def on_epoch_ended(self, message: EpochEnded) -> None:
+        if self._current(message):
+            self.live.add_epoch(message.event)
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        if not self._current(message):
+            return
+        self.live.finish(message.event.results, message.session_path)
+        if not self.live.replay and message.session_path is not None:
+            self.notify(f"{message.event.status}: session saved to {message.session_path}", timeout=6)
+
+    def on_run_refused(self, message: RunRefused) -> None:
+        if self._current(message):
+            self.live.problem = message.reason
+            self.notify(message.reason, title="Cannot start the run", severity="error", timeout=10)
+
+    def on_save_failed(self, message: SaveFailed) -> None:
+        if self._current(message):
+            self.notify(f"{message.reason}; training goes on", severity="warning", timeout=8)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self._dirty = True
+        self.refresh_bindings()
+        if event.worker is self.job and event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.live.problem = f"failed: {type(error).__name__}: {error}".splitlines()[0]
+            self.notify(self.live.problem, severity="error", timeout=10)
+
+    # ------------------------------------------------------------ drawing
+
+    def redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        done, total = self.live.counts()
+        with self.app.batch_update():
+            status = self.live.status(paused=self.control.paused, speed=self.control.speed)
+            self.query_one(RunProgress).show(status, done, total, self.live.detail())
+            for chart in self.query(MetricChart):
+                chart.show([self.live.series])
+
+    # ------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        replaying = self.record is not None
+        if action in ("toggle_pause", "faster", "restart"):
+            return replaying
+        if action == "stop_run":
+            return not replaying and self.busy
+        if action == "back":
+            return len(self.app.screen_stack) > 1
+        return True
+
+    def action_back(self) -> None:
+        self.control.stop()
+        if self.job is not None and self.record is not None:
+            self.job.cancel()
+        self.dismiss()
+
+    def action_stop_run(self) -> None:
+        if self.record is None and self.busy:
+            self.cancel.set()
+            self.live.stopping = True
+            self._dirty = True
+
+    def action_toggle_axis(self) -> None:
+        for chart in self.query(MetricChart):
+            chart.x_axis = "epoch" if chart.x_axis == "step" else "step"
+
+    def action_toggle_pause(self) -> None:
+        if self.live.results is not None:
+            self.start_replay()
+            return
+        self.control.toggle_pause()
+        self._dirty = True
+
+    def action_faster(self) -> None:
+        speed = self.control.next_speed()
+        self.notify(f"replay speed {'instant' if math.isinf(speed) else f'{speed:g}x'}", timeout=2)
+        self._dirty = True
+
+    def action_restart(self) -> None:
+        self.start_replay()

@@ -1,0 +1,126 @@
+"""What the live view knows about the run it shows, and how it reads in words.
+
+Fed by the same events whether the run trains now or is a replay; the view
+only asks it for text and counts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainer.events import EpochMetrics, RunResults, RunStarted, StepMetrics
+from trainer.replay import speed_label
+from tui.widgets.metric_chart import RunSeries
+
+
+def clock_text(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@dataclass
+class LiveRun:
+    replay: bool = False
+    started: RunStarted | None = None
+    series: RunSeries = field(default_factory=RunSeries)
+    last_step: int = 0
+    last_epoch: EpochMetrics | None = None
+    results: RunResults | None = None
+    session_path: Path | None = None
+    problem: str = ""  # why the run could not start or the worker failed
+    stopping: bool = False
+    began_at: float = 0.0  # monotonic time of RunStarted
+    ended_at: float | None = None
+
+    def begin(self, event: RunStarted, now: float | None = None) -> None:
+        self.started = event
+        self.series = RunSeries(name="run", steps_per_epoch=event.steps_per_epoch)
+        self.began_at = time.monotonic() if now is None else now
+
+    def add_step(self, event: StepMetrics) -> None:
+        self.series.add_step(event)
+        self.last_step = event.step
+
+    def add_epoch(self, event: EpochMetrics) -> None:
+        self.series.add_epoch(event)
+        self.last_epoch = event
+        if self.started:
+            self.last_step = max(self.last_step, event.epoch * self.started.steps_per_epoch)
+
+    def finish(self, results: RunResults, path: Path | None, now: float | None = None) -> None:
+        self.results = results
+        self.session_path = path
+        self.stopping = False
+        self.ended_at = time.monotonic() if now is None else now
+
+    @property
+    def active(self) -> bool:
+        return self.started is not None and self.results is None and not self.problem
+
+    # --------------------------------------------------------------- words
+
+    def status(self, paused: bool = False, speed: float = 1.0) -> str:
+        prefix = f"replay {speed_label(speed)} · " if self.replay else ""
+        if self.problem:
+            return f"{prefix}[red]✗ {self.problem}[/red]"
+        if self.started is None:
+            return prefix + ("loading…" if self.replay else "no run yet: F2 to configure one")
+        if self.results is not None:
+            return prefix + finished_text(self.results)
+        if self.stopping:
+            return prefix + "[yellow]stopping…[/yellow]"
+        text = "⏸ paused" if paused else "[green]● running[/green]"
+        converged = self.last_epoch.converged_epoch if self.last_epoch else None
+        if converged is not None:
+            text += f" · converged at epoch {converged}"
+        return prefix + text
+
+    def counts(self) -> tuple[int, int | None]:
+        """Steps done and steps in the whole run."""
+        if self.started is None:
+            return 0, None
+        return self.last_step, self.started.config.epochs * self.started.steps_per_epoch
+
+    def detail(self, now: float | None = None) -> str:
+        if self.started is None:
+            return ""
+        now = time.monotonic() if now is None else now
+        config, spe = self.started.config, max(self.started.steps_per_epoch, 1)
+        done, total = self.counts()
+        epoch = min(done // spe + 1, config.epochs) if self.results is None else (self.results.epochs_done)
+        parts = [f"epoch {epoch}/{config.epochs}", f"step {done:,}/{total:,}"]
+        rate = self.samples_per_s(now)
+        if rate:
+            parts.append(f"{rate:,.0f} samples/s")
+        elapsed = (self.ended_at or now) - self.began_at
+        if self.results is None and done and total:
+            parts.append(f"ETA {clock_text(elapsed * (total - done) / done)}")
+        elif self.results is not None:
+            parts.append(f"took {clock_text(self.results.seconds)}")
+        return " · ".join(parts)
+
+    def samples_per_s(self, now: float) -> float | None:
+        if self.last_epoch is not None:
+            return self.last_epoch.samples_per_s
+        if self.started is None or self.replay or not self.last_step:
+            return None
+        elapsed = now - self.began_at
+        return self.last_step * self.started.config.batch_size / elapsed if elapsed > 0 else None
+
+
+def finished_text(results: RunResults) -> str:
+    status = results.status
+    if status == "converged" or (status == "completed" and results.converged_epoch is not None):
+        text = f"[green]✓ {status}[/green] · converged at epoch {results.converged_epoch}"
+    elif status == "completed":
+        text = "[green]✓ completed[/green]"
+    elif status == "stopped":
+        text = f"[yellow]■ stopped[/yellow] after {results.epochs_done} epochs"
+    else:
+        text = f"[red]✗ {status}[/red]" + (f": {results.message}" if results.message else "")
+    if results.final_test_acc is not None:
+        text += f" · test {results.final_test_acc:.2f}%"
+    return text

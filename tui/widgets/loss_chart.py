@@ -1,0 +1,35 @@
+"""Loss: per-step training loss and per-epoch test loss, optionally on a log axis."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.reactive import reactive
+
+from tui.widgets.metric_chart import RUN_COLORS, MetricChart
+
+
+class LossChart(MetricChart):
+    BINDINGS = [Binding("l", "toggle_log", "Log scale")]
+    TITLE = "loss"
+
+    log_scale: reactive[bool] = reactive(False)
+
+    def action_toggle_log(self) -> None:
+        self.log_scale = not self.log_scale
+
+    def watch_log_scale(self) -> None:
+        self.replot()
+
+    def replot(self) -> None:
+        self.begin("log" if self.log_scale else "")
+        log = self.log_scale
+        many = len(self.runs) > 1
+        for index, run in enumerate(self.runs):
+            color = RUN_COLORS[index % len(RUN_COLORS)]
+            train_label = f"{run.name} train" if many else "train (step)"
+            test_label = f"{run.name} test" if many else "test (epoch)"
+            self.line(run.step_x(self.x_axis), run.loss, train_label, color, log=log)
+            test_color = color if many else RUN_COLORS[1]
+            self.points(run.epoch_x(self.x_axis), run.test_loss, test_label, test_color, log=log)
+        self.plt.yscale("log" if log else "linear")
+        self.refresh()

@@ -1,0 +1,189 @@
+"""The base of every chart: one or more runs' series drawn with plotext.
+
+``RunSeries`` holds what a chart draws for one run, filled from live events or
+a saved session. ``MetricChart`` subclasses implement ``replot()``; the screen
+calls it at most ~10 times a second, and every line is downsampled to the
+chart's width first, because plotext's build time grows with the points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual_plotext import PlotextPlot
+
+from trainer.events import EpochMetrics, StepMetrics
+from trainer.session import SessionRecord
+
+RUN_COLORS = ("cyan", "orange", "green", "magenta", "red", "blue", "yellow")
+RAW_COLOR = "gray"  # the unsmoothed curve, kept visible under the smoothed one
+
+
+@dataclass
+class RunSeries:
+    """Step and epoch metrics of one run, as columns."""
+
+    name: str = ""
+    steps_per_epoch: int = 0
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    grad_mean: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    layer_norms: list[tuple[float, ...]] = field(default_factory=list)
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+
+    def add_step(self, event: StepMetrics) -> None:
+        self.step.append(event.step)
+        self.loss.append(event.loss)
+        self.grad_mean.append(event.grad_mean)
+        self.grad_norm.append(event.grad_norm)
+        self.layer_norms.append(event.layer_norms)
+
+    def add_epoch(self, event: EpochMetrics) -> None:
+        self.epoch.append(event.epoch)
+        self.train_loss.append(event.train_loss)
+        self.test_loss.append(event.test_loss)
+        self.train_acc.append(event.train_acc)
+        self.test_acc.append(event.test_acc)
+
+    @classmethod
+    def from_record(cls, record: SessionRecord, name: str = "") -> RunSeries:
+        series = cls(name=name or record.id, steps_per_epoch=record.steps_per_epoch)
+        for step in record.steps.events():
+            series.add_step(step)
+        for epoch in record.epochs:
+            series.add_epoch(epoch)
+        return series
+
+    def step_x(self, axis: str) -> list[float]:
+        """Step positions on the chosen x axis ("step", or fractional "epoch")."""
+        if axis == "epoch" and self.steps_per_epoch:
+            return [s / self.steps_per_epoch for s in self.step]
+        return [float(s) for s in self.step]
+
+    def epoch_x(self, axis: str) -> list[float]:
+        if axis == "step" and self.steps_per_epoch:
+            return [float(e * self.steps_per_epoch) for e in self.epoch]
+        return [float(e) for e in self.epoch]
+
+
+def finite_points(xs: list[float], ys: list[float], positive: bool = False) -> tuple[list, list]:
+    """Drop NaN/inf points (a diverged loss), and non-positive ones for a log axis."""
+    keep = [i for i, y in enumerate(ys) if math.isfinite(y) and (y > 0 or not positive)]
+    return [xs[i] for i in keep], [ys[i] for i in keep]
+
+
+def downsample(xs: list[float], ys: list[float], limit: int) -> tuple[list[float], list[float]]:
+    """At most ``limit`` points: each bucket of neighbours becomes its mean."""
+    count = len(xs)
+    if count <= limit or limit < 2:
+        return xs, ys
+    size = count / limit
+    out_x, out_y = [], []
+    for index in range(limit):
+        start, end = int(index * size), max(int((index + 1) * size), int(index * size) + 1)
+        bucket = ys[start:end]
+        out_x.append(xs[end - 1])
+        out_y.append(sum(bucket) / len(bucket))
+    return out_x, out_y
+
+
+def moving_average(ys: list[float], window: int) -> list[float]:
+    """Trailing mean over ``window`` points (fewer at the start)."""
+    out, total = [], 0.0
+    for index, value in enumerate(ys):
+        total += value
+        if index >= window:
+            total -= ys[index - window]
+        out.append(total / min(index + 1, window))
+    return out
+
+
+class MetricChart(PlotextPlot):
+    """A focusable plotext chart; ``s`` toggles smoothing for this chart."""
+
+    can_focus = True
+    BINDINGS = [Binding("s", "toggle_smooth", "Smooth")]
+    TITLE = ""
+
+    smooth: reactive[bool] = reactive(False)
+    x_axis: reactive[str] = reactive("step")
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.runs: list[RunSeries] = []
+
+    def show(self, runs: list[RunSeries]) -> None:
+        self.runs = runs
+        self.replot()
+
+    def action_toggle_smooth(self) -> None:
+        self.smooth = not self.smooth
+
+    def watch_smooth(self) -> None:
+        self.replot()
+
+    def watch_x_axis(self) -> None:
+        self.replot()
+
+    def on_resize(self) -> None:
+        self.replot()
+
+    def point_limit(self) -> int:
+        # braille markers put two points in a cell; the y labels take ~8 cells
+        return max(2 * (self.size.width - 8), 16)
+
+    def title_text(self, extra: str = "") -> str:
+        flags = [f"x: {self.x_axis}"]
+        if self.smooth:
+            flags.append("smoothed")
+        if extra:
+            flags.append(extra)
+        return f"{self.TITLE} ({', '.join(flags)})"
+
+    def begin(self, extra: str = "") -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        # the title goes on the widget's border: it costs no plot row there
+        self.border_title = self.title_text(extra)
+        plt.xaxes(True, False)
+        plt.yaxes(True, False)
+
+    def line(
+        self,
+        xs: list[float],
+        ys: list[float],
+        label: str,
+        color: str,
+        *,
+        log: bool = False,
+        smooth: bool = True,
+    ) -> None:
+        """Plot one series, smoothed over its raw curve when smoothing is on."""
+        xs, ys = finite_points(xs, ys, positive=log)
+        if not xs:
+            return
+        limit = self.point_limit()
+        if self.smooth and smooth and len(ys) > 4:
+            raw_x, raw_y = downsample(xs, ys, limit)
+            self.plt.plot(raw_x, raw_y, color=RAW_COLOR, marker="braille")
+            ys = moving_average(ys, max(3, len(ys) // 15))
+        xs, ys = downsample(xs, ys, limit)
+        self.plt.plot(xs, ys, label=label, color=color, marker="braille")
+
+    def points(self, xs: list[float], ys: list[float], label: str, color: str, *, log: bool = False) -> None:
+        """Per-epoch values: few points, drawn with visible markers."""
+        xs, ys = finite_points(xs, ys, positive=log)
+        if xs:
+            self.plt.plot(xs, ys, label=label, color=color, marker="dot")
+
+    def replot(self) -> None:
+        raise NotImplementedError

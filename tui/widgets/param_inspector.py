@@ -1,0 +1,67 @@
+"""The per-layer parameter table of an architecture, with totals."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from trainer.config import ModelSpec
+from trainer.models import summarize
+
+# Below this width the table narrows: output width only, and no params column
+# (the formula ends with the count).
+WIDE_ENOUGH = 64
+
+
+class ParamInspector(Vertical):
+    DEFAULT_CSS = """
+    ParamInspector { height: 1fr; }
+    ParamInspector #inspector-shape { height: auto; }
+    ParamInspector DataTable { height: auto; max-height: 1fr; }
+    ParamInspector #inspector-total { height: auto; margin-top: 1; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.hidden: tuple[int, ...] | None = None
+        self._wide: bool | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="inspector-shape")
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="inspector-table")
+        yield Static("", id="inspector-total")
+
+    def show(self, hidden: tuple[int, ...] | None) -> None:
+        self.hidden = hidden
+        self._fill()
+
+    def on_resize(self) -> None:
+        if (self.size.width >= WIDE_ENOUGH) != self._wide:
+            self._fill()
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        shape = self.query_one("#inspector-shape", Static)
+        total = self.query_one("#inspector-total", Static)
+        self._wide = self.size.width >= WIDE_ENOUGH
+        table.clear(columns=True)
+        if self.hidden is None:
+            shape.update("[b]model[/b]  (fix the architecture to see its layers)")
+            total.update("")
+            return
+        spec = ModelSpec(self.hidden)
+        summary = summarize(spec)
+        shape.update(f"[b]{spec.name}[/b]  784 → {' → '.join(map(str, spec.hidden))} → 10")
+        if self._wide:
+            table.add_columns("layer", "output", "params", "formula")
+        else:
+            table.add_columns("layer", "out", "formula")
+        for layer in summary.layers:
+            if self._wide:
+                table.add_row(layer.name, layer.output_shape, f"{layer.params:,}", layer.formula)
+            else:
+                table.add_row(layer.name, str(layer.out_features), layer.formula)
+        total.update(
+            f"[b]total {summary.total_params:,} parameters[/b]  ({summary.size_mb:.2f} MB as float32)"
+        )
