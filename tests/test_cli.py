@@ -121,3 +121,29 @@ def test_help_does_not_import_torch_or_textual():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_export_png_csv_json_and_bad_input(tiny_data_dir, sessions_dir, tmp_path):
+    for seed in (1, 2):
+        invoke("train", "--epochs", 1, "--arch", "16", "--seed", seed, "--data-dir", tiny_data_dir,
+               "--sessions-dir", sessions_dir, "--quiet")  # fmt: skip
+    ids = sorted(p.stem for p in sessions_dir.glob("*.json"))
+    for suffix in ("png", "csv", "json"):
+        out = tmp_path / "out" / f"both.{suffix}"
+        result = invoke("export", *ids, "--out", out, "--sessions-dir", sessions_dir)
+        assert result.exit_code == 0, result.output
+        assert f"wrote {out} (2 sessions)" in result.output
+    assert (tmp_path / "out" / "both.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (tmp_path / "out" / "both.csv").read_text().splitlines()
+    assert rows[0].startswith("session,arch,lr") and sum(",epoch,1," in r for r in rows) == 2
+    assert len(json.loads((tmp_path / "out" / "both.json").read_text())["sessions"]) == 2
+
+    bad_suffix = invoke("export", ids[0], "--out", tmp_path / "x.txt", "--sessions-dir", sessions_dir)
+    assert bad_suffix.exit_code == 2 and bad_suffix.output.startswith("Error: --out:")
+    (sessions_dir / "broken.json").write_text("{")
+    broken = invoke("export", "broken", "--out", tmp_path / "x.png", "--sessions-dir", sessions_dir)
+    assert broken.exit_code == 1 and broken.output.count("\n") == 1 and "broken.json" in broken.output
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    unwritable = invoke("export", ids[0], "--out", blocker / "x.csv", "--sessions-dir", sessions_dir)
+    assert unwritable.exit_code == 1 and unwritable.output.startswith("Error: cannot write")

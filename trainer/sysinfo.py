@@ -83,8 +83,12 @@ def cuda_status() -> tuple[bool, str]:
 
 
 def _gpu_part() -> str:
+    # torch may be half-imported by a training thread right now: only look at
+    # a fully imported torch whose CUDA is already in use
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_initialized():
+    cuda = getattr(torch, "cuda", None)
+    is_initialized = getattr(cuda, "is_initialized", None)
+    if is_initialized is None or not is_initialized():
         return ""
     text = f"GPU mem {human_bytes(torch.cuda.memory_allocated())}"
     try:
@@ -119,7 +123,7 @@ class SystemProbe:
         cpu = self.cpu_percent()
         if cpu is not None:
             parts.append(f"CPU {cpu:.0f}% of {os.cpu_count() or '?'} cores")
-        gpu = _gpu_part()
+        gpu = _gpu_part() if device == "cuda" else ""
         if gpu:
             parts.append(gpu)
         return " · ".join(parts)

@@ -326,6 +326,35 @@ def sessions_show(
         )
 
 
+@app.command()
+def export(
+    sessions: list[str] = typer.Argument(
+        ..., metavar="ID...", help="Session ids (or unique prefixes, or paths)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output file; its suffix picks the format: .png, .csv or .json."
+    ),
+    sessions_dir: Optional[Path] = sessions_dir_option(),
+) -> None:
+    """Export sessions' metrics as CSV or JSON, or their curves as a PNG figure
+    (loss, accuracy and gradient panels; several sessions are overlaid)."""
+    from trainer.export import FORMATS, ExportError, export_sessions
+    from trainer.session import SessionError, find_session, load
+
+    if out.suffix.lower() not in FORMATS:
+        usage_error("out", f"{out} has no known format; end it with .png, .csv or .json")
+    directory = resolve_sessions_dir(sessions_dir)
+    try:
+        records = [load(find_session(directory, ref)) for ref in sessions]
+    except SessionError as exc:
+        fail(str(exc))
+    try:
+        written = export_sessions(records, out)
+    except ExportError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {written} ({len(records)} session{'s' if len(records) > 1 else ''})")
+
+
 def main() -> None:
     app()
 

@@ -129,7 +129,8 @@ class LiveScreen(Screen):
             self.post_message(RunRefused(run_id, str(exc)))
             return
         recorder = SessionRecorder(sessions_dir, on_error=lambda m: self.post_message(SaveFailed(run_id, m)))
-        for event in engine.run(config, dataset, cancel):
+        events = engine.run(config, dataset, cancel, on_checkpoint=recorder.save_checkpoint)
+        for event in events:
             if worker.is_cancelled:  # the app is closing: end as "stopped", saved
                 cancel.set()
             recorder(event)

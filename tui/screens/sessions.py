@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
-from trainer.session import SessionError, SessionRecord, SessionSummary, list_sessions, load
+from trainer.session import SessionError, SessionRecord, SessionSummary, delete_session, list_sessions, load
 from tui.screens.compare import CompareScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.export import ExportScreen
@@ -285,7 +285,7 @@ class SessionsScreen(Screen):
         def delete(confirmed: bool | None) -> None:
             if confirmed:
                 for summary in chosen:
-                    summary.path.unlink(missing_ok=True)
+                    delete_session(summary.path)
                 self.marked.clear()
                 self.notify(f"deleted {names}")
                 self.reload()
