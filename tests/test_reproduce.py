@@ -1,0 +1,126 @@
+"""The reproduction: studies, resume after an interruption, report and figures."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from trainer.config import parse_run_config
+from trainer.events import RunFinished
+from trainer.figures import is_png
+from trainer.reproduce import Reproduction, Study, grad_configs, grad_summary, grad_table, plan_studies
+from trainer.sweep import records_of
+from tui.cli import app
+
+SMALL = "48,32"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_studies() -> list[Study]:
+    """The four studies' shapes on a small net, a few epochs each."""
+
+    def runs(lrs, arch=SMALL, epochs=2, **extra):
+        return tuple(parse_run_config(arch=arch, lr=lr, epochs=epochs, **extra) for lr in lrs)
+
+    return [
+        Study("lr", "learning rates", "lr", runs([1.0, 0.1, 0.01]), "note"),
+        Study("convergence", "convergence", "convergence", runs([0.1, 0.01], epochs=4, patience=1), "note"),
+        Study("architectures", "architectures", "architectures",
+              runs([0.05], arch="32") + runs([0.05], arch="32,16") + runs([0.05], arch="64,32,16"), "note"),
+        Study("grads", "gradients", "grads", tuple(grad_configs([0.1], SMALL, steps=5)), "note", train_limit=5 * 64),
+    ]  # fmt: skip
+
+
+def test_plans_match_the_reference_and_quick_is_smaller():
+    full = {s.name: s for s in plan_studies()}
+    assert [c.optimizer.lr for c in full["lr"].configs] == [1, 0.1, 0.01, 0.001]
+    assert {c.epochs for c in full["convergence"].configs} == {100}
+    assert [c.model.name for c in full["architectures"].configs] == ["base", "deeper", "wider"]
+    assert {c.epochs for c in full["architectures"].configs} == {200}
+    assert full["grads"].train_limit == 6400 and full["grads"].configs[0].full_steps == 100
+    quick = {s.name: s for s in plan_studies(quick=True)}
+    for name in ("lr", "convergence", "architectures"):
+        assert quick[name].configs[0].epochs < full[name].configs[0].epochs
+
+
+def test_an_interrupted_reproduction_resumes_without_redoing_runs(tiny_dataset, tmp_path):
+    first = Reproduction(tmp_path, studies=small_studies(), figures=False)
+    lr_study, convergence = first.studies[0], first.studies[1]
+    list(first.run_study(lr_study, tiny_dataset))
+    done_ids = {r.session for r in first.sweep(lr_study).rows}
+    # interrupt the second study after its first run ends (what Ctrl+C does)
+    cancel = threading.Event()
+    with_sequential = Reproduction(tmp_path, studies=small_studies(), batched=False, figures=False)
+    for _, event in with_sequential.run_study(with_sequential.studies[1], tiny_dataset, cancel):
+        if isinstance(event, RunFinished):
+            cancel.set()
+    assert not with_sequential.state.studies["convergence"].done
+
+    again = Reproduction(tmp_path, studies=small_studies(), figures=False)
+    assert again.pending_runs(again.studies[0]) == 0
+    assert again.pending_runs(again.studies[1]) == 1
+    assert {r.session for r in again.sweep(again.studies[0]).rows} == done_ids
+    trained = []
+    for study in again.studies:
+        trained += [i for i, e in again.run_study(study, tiny_dataset) if isinstance(e, RunFinished)]
+    assert len(trained) == 1 + 3 + 1  # the rest of convergence, architectures, grads
+    assert all(s.done for s in again.state.studies.values())
+    sessions = list((tmp_path / "sessions" / convergence.name).glob("*.json"))
+    assert len(sessions) == 2  # the stopped run's file was cleared before retraining
+
+    report = again.write_report().read_text()
+    assert "| lr | accuracy (%) |" in report
+    assert "| lr | accuracy (%) | converged epoch |" in report
+    assert "| structure | accuracy (%) | parameters |" in report
+    assert "(784 + 1) x 32 = 25,120" in report  # the per-layer parameter calculation
+    assert "| grads |" in report and "wall time" in report and "torch" in report
+    assert "![lr: loss, accuracy and gradients](figures/lr.png)" in report
+
+
+def test_figures_are_valid_pngs(tiny_dataset, tmp_path):
+    studies = small_studies()
+    repro = Reproduction(tmp_path, studies=[studies[0], studies[3]])
+    for study in repro.studies:
+        list(repro.run_study(study, tiny_dataset))
+    for name in ("lr.png", "lr-loss.png", "lr-accuracy.png", "grads.png"):
+        assert is_png(tmp_path / "figures" / name), name
+    runs = list((tmp_path / "figures" / "runs").glob("*.png"))
+    assert len(runs) == 3 and all(is_png(p) for p in runs)
+    assert not is_png(repro.write_report())
+
+
+def test_gradient_numbers(tiny_dataset, tmp_path):
+    repro = Reproduction(tmp_path, studies=small_studies()[3:])
+    list(repro.run_study(repro.studies[0], tiny_dataset))
+    records = records_of([r for r in repro.sweep(repro.studies[0]).rows])
+    summary = grad_summary(records[0], steps=5)
+    assert summary["steps"] == 5 and summary["min"] <= summary["first"] <= summary["max"]
+    table = grad_table(records, "markdown", steps=5).splitlines()
+    assert table[0] == "| step | loss | grad mean | grad norm |" and len(table) == 2 + 5
+
+
+def test_quick_reproduce_command_writes_the_report_and_resumes(tiny_data_dir, tmp_path, monkeypatch):
+    import trainer.reproduce
+
+    # the real quick plan on a small net; figures are checked above
+    monkeypatch.setattr(trainer.reproduce, "plan_studies", lambda quick, threshold: small_studies())
+    monkeypatch.setattr(trainer.reproduce.Reproduction, "_figures", lambda self, study: None)
+    out = tmp_path / "out"
+    args = ["reproduce", "--quick", "--out", str(out), "--data-dir", str(tiny_data_dir), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = (out / "REPORT.md").read_text()
+    assert "Quick mode" in report and "Not finished" not in report
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and again.output.count("already done") == 4
