@@ -72,10 +72,10 @@ def main_callback(ctx: typer.Context) -> None:
 @app.command("tui")
 def tui_command(
     replay: Optional[str] = typer.Option(
-        None, "--replay", help="Open straight into the replay of this session id."
+        None, "--replay", help="Open straight into the replay of this session id.", metavar="REPLAY"
     ),
     sessions_dir: Optional[Path] = sessions_dir_option(),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
 ) -> None:
     """Open the app (the same as running fmlab with no command)."""
     open_app(replay, sessions_dir, data_dir)
@@ -133,7 +133,7 @@ def train(
     step_every: str = typer.Option(
         "10", "--step-every", help="Step-metric interval after --full-steps.", metavar="N"
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
     sessions_dir: Optional[Path] = sessions_dir_option(),
     json_output: bool = typer.Option(
         False, "--json", help="Print one JSON object with the results instead of text."
@@ -181,7 +181,7 @@ def train(
 
 @app.command()
 def data(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Find Fashion-MNIST and show where it is, its split sizes and classes."""
@@ -210,7 +210,9 @@ def data(
 
 @app.command()
 def params(
-    arch: str = typer.Option("base", help="A preset (base, deeper, wider) or widths like 128,64."),
+    arch: str = typer.Option(
+        "base", help="A preset (base, deeper, wider) or widths like 128,64.", metavar="ARCH"
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show each layer's parameter count and the formula behind it."""
@@ -332,7 +334,11 @@ def export(
         ..., metavar="ID...", help="Session ids (or unique prefixes, or paths)."
     ),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Output file; its suffix picks the format: .png, .csv or .json."
+        ...,
+        "--out",
+        "-o",
+        help="Output file; its suffix picks the format: .png, .csv or .json.",
+        metavar="FILE",
     ),
     sessions_dir: Optional[Path] = sessions_dir_option(),
 ) -> None:

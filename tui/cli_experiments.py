@@ -172,41 +172,53 @@ def _steps(text: str) -> int:
 
 def sweep(
     preset: Optional[str] = typer.Option(
-        None, help="lr, convergence or architectures: the reference study's questions."
+        None, help="lr, convergence or architectures: the reference study's questions.", metavar="NAME"
     ),
-    lr: Optional[str] = typer.Option(None, "--lr", help="Learning rates, e.g. 1,0.1,0.01,0.001."),
+    lr: Optional[str] = typer.Option(
+        None, "--lr", help="Learning rates, e.g. 1,0.1,0.01,0.001.", metavar="LRS"
+    ),
     arch: Optional[str] = typer.Option(
-        None, help="Architectures: base,deeper,wider, or widths separated by ';' like 'base;128,64'."
+        None,
+        help="Architectures: base,deeper,wider, or widths separated by ';' like 'base;128,64'.",
+        metavar="ARCHS",
     ),
-    epochs: Optional[str] = typer.Option(None, help="Epochs per run (the most, with --stop-on-converge)."),
-    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Batch sizes, e.g. 32,64."),
-    optimizer: Optional[str] = typer.Option(None, help="Optimizers: sgd, adam or both."),
-    seed: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2."),
+    epochs: Optional[str] = typer.Option(
+        None, help="Epochs per run (the most, with --stop-on-converge).", metavar="EPOCHS"
+    ),
+    batch_size: Optional[str] = typer.Option(
+        None, "--batch-size", help="Batch sizes, e.g. 32,64.", metavar="BATCH_SIZE"
+    ),
+    optimizer: Optional[str] = typer.Option(None, help="Optimizers: sgd, adam or both.", metavar="OPTIMIZER"),
+    seed: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2.", metavar="SEED"),
     momentum: str = typer.Option(
-        "0", help="SGD momentum for every sgd run (momentum runs train one by one)."
+        "0", help="SGD momentum for every sgd run (momentum runs train one by one).", metavar="MOMENTUM"
     ),
     shuffle: bool = typer.Option(
         False, "--shuffle/--no-shuffle", help="Shuffle the training set every epoch."
     ),
-    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda."),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda.", metavar="DEVICE"),
     threshold: Optional[str] = typer.Option(
-        None, help="Convergence: test accuracy moves less than this many points..."
+        None, help="Convergence: test accuracy moves less than this many points...", metavar="THRESHOLD"
     ),
-    patience: Optional[str] = typer.Option(None, help="...for this many epochs in a row."),
+    patience: Optional[str] = typer.Option(
+        None, help="...for this many epochs in a row.", metavar="PATIENCE"
+    ),
     stop_on_converge: Optional[bool] = typer.Option(
         None, "--stop-on-converge/--no-stop-on-converge", help="End each run once it has converged."
     ),
     sequential: bool = typer.Option(
         False, "--sequential", help="Train runs one after another instead of stacked."
     ),
-    fmt: str = typer.Option("markdown", "--format", help=FORMAT_HELP),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the finished table to this file."),
-    figures: Optional[Path] = typer.Option(
-        None, "--figures", help="Write PNG figures (per run and overlaid) into this folder."
+    fmt: str = typer.Option("markdown", "--format", help=FORMAT_HELP, metavar="FORMAT"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Also write the finished table to this file.", metavar="FILE"
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    figures: Optional[Path] = typer.Option(
+        None, "--figures", help="Write PNG figures (per run and overlaid) into this folder.", metavar="DIR"
+    ),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
     sessions_dir: Optional[Path] = typer.Option(
-        None, "--sessions-dir", help=SESSIONS_HELP, show_default=False
+        None, "--sessions-dir", help=SESSIONS_HELP, show_default=False, metavar="DIR"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display, just the table."),
 ) -> None:
@@ -311,18 +323,28 @@ def _finish_sweep(runner, columns: list[str], fmt: str, out: Optional[Path], fig
 
 
 def grads(
-    lr: str = typer.Option("0.1", "--lr", help="Learning rates, e.g. 0.1 or 1,0.1,0.01,0.001."),
-    arch: str = typer.Option("base", help="A preset (base, deeper, wider) or widths like 128,64."),
-    steps: str = typer.Option("100", help="How many training steps to record (every one of them)."),
-    batch_size: str = typer.Option("64", "--batch-size", help="Samples per step."),
-    seed: str = typer.Option("0", help="Seed for the initial weights."),
-    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda."),
-    fmt: str = typer.Option("markdown", "--format", help=FORMAT_HELP),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the per-step table to this file."),
-    figure: Optional[Path] = typer.Option(None, "--figure", help="Write the gradient curve as a PNG here."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    lr: str = typer.Option(
+        "0.1", "--lr", help="Learning rates, e.g. 0.1 or 1,0.1,0.01,0.001.", metavar="LRS"
+    ),
+    arch: str = typer.Option(
+        "base", help="A preset (base, deeper, wider) or widths like 128,64.", metavar="ARCHS"
+    ),
+    steps: str = typer.Option(
+        "100", help="How many training steps to record (every one of them).", metavar="STEPS"
+    ),
+    batch_size: str = typer.Option("64", "--batch-size", help="Samples per step.", metavar="BATCH_SIZE"),
+    seed: str = typer.Option("0", help="Seed for the initial weights.", metavar="SEED"),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda.", metavar="DEVICE"),
+    fmt: str = typer.Option("markdown", "--format", help=FORMAT_HELP, metavar="FORMAT"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Also write the per-step table to this file.", metavar="FILE"
+    ),
+    figure: Optional[Path] = typer.Option(
+        None, "--figure", help="Write the gradient curve as a PNG here.", metavar="FILE"
+    ),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
     sessions_dir: Optional[Path] = typer.Option(
-        None, "--sessions-dir", help=SESSIONS_HELP, show_default=False
+        None, "--sessions-dir", help=SESSIONS_HELP, show_default=False, metavar="DIR"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
@@ -400,14 +422,16 @@ def _run_quietly(runner, dataset, quiet: bool) -> None:
 
 def reproduce(
     out: Path = typer.Option(
-        ..., "--out", help="Folder for REPORT.md, figures, sessions and the resume state."
+        ..., "--out", help="Folder for REPORT.md, figures, sessions and the resume state.", metavar="DIR"
     ),
     quick: bool = typer.Option(False, "--quick", help="A reduced version (fewer epochs) for a fast look."),
-    threshold: str = typer.Option("0.1", help="Convergence threshold in accuracy points."),
+    threshold: str = typer.Option(
+        "0.1", help="Convergence threshold in accuracy points.", metavar="THRESHOLD"
+    ),
     sequential: bool = typer.Option(
         False, "--sequential", help="Train runs one after another instead of stacked."
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Run all four studies of the reference and write OUT/REPORT.md.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 from textual import work
@@ -32,6 +33,8 @@ from tui.widgets.run_progress import RunProgress
 from tui.widgets.system_line import SystemLine
 
 REDRAWS_PER_SECOND = 10
+CHART_SHARE = 0.05
+TRAINING_PROGRESS_EVERY = 0.5  # seconds
 
 
 class DatasetCache:
@@ -73,6 +76,9 @@ class LiveScreen(Screen):
         self.job: Worker | None = None
         self.datasets: DatasetCache | None = None
         self._dirty = True
+        self._charts_next = 0.0  # when charts may be rebuilt next (perf_counter)
+        self._progress_next = 0.0  # when the progress line may be redrawn next, while training
+        self._build_mark = 0.0  # MetricChart.build_seconds at the last rebuild
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -203,15 +209,28 @@ class LiveScreen(Screen):
     # ------------------------------------------------------------ drawing
 
     def redraw(self) -> None:
-        if not self._dirty:
+        """Runs on a ~10/s timer. While training, the screen is drawn less
+        often: every redraw reflows the layout and rebuilds plots in pure
+        Python, holding the GIL the training thread needs. The progress line
+        then updates twice a second, and the charts so that building them takes
+        at most CHART_SHARE of the time."""
+        now = time.perf_counter()
+        training = self.record is None and self.busy
+        if not self._dirty or (training and now < self._progress_next):
             return
-        self._dirty = False
+        self._progress_next = now + TRAINING_PROGRESS_EVERY
+        charts_due = not training or now >= self._charts_next
+        self._dirty = not charts_due  # come back for the charts
         done, total = self.live.counts()
         with self.app.batch_update():
             status = self.live.status(paused=self.control.paused, speed=self.control.speed)
             self.query_one(RunProgress).show(status, done, total, self.live.detail())
-            for chart in self.query(MetricChart):
-                chart.show([self.live.series])
+            if charts_due:
+                last_cost = MetricChart.build_seconds - self._build_mark
+                self._build_mark = MetricChart.build_seconds
+                self._charts_next = now + max(1 / REDRAWS_PER_SECOND, last_cost / CHART_SHARE)
+                for chart in self.query(MetricChart):
+                    chart.show([self.live.series])
 
     # ------------------------------------------------------------ actions
 

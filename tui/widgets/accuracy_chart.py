@@ -8,6 +8,9 @@ from tui.widgets.metric_chart import RUN_COLORS, MetricChart
 class AccuracyChart(MetricChart):
     TITLE = "accuracy %"
 
+    def data_key(self, run) -> tuple:
+        return (len(run.epoch),)  # per-epoch points only
+
     def replot(self) -> None:
         self.begin()
         many = len(self.runs) > 1

@@ -9,6 +9,7 @@ chart's width first, because plotext's build time grows with the points.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 from textual.binding import Binding
@@ -116,13 +117,30 @@ class MetricChart(PlotextPlot):
     smooth: reactive[bool] = reactive(False)
     x_axis: reactive[str] = reactive("step")
 
+    build_seconds = 0.0  # time all charts have spent building plots; paces live redraws
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.runs: list[RunSeries] = []
+        self._shown: tuple = ()
+
+    def data_key(self, run: RunSeries) -> tuple:
+        """What this chart draws of a run changes exactly when this does."""
+        return (len(run.step), len(run.epoch))
 
     def show(self, runs: list[RunSeries]) -> None:
-        self.runs = runs
+        shown = tuple((id(run), *self.data_key(run)) for run in runs)
+        if shown == self._shown and runs == self.runs:
+            return  # nothing new to draw
+        self.runs, self._shown = runs, shown
         self.replot()
+
+    def render(self):
+        start = time.perf_counter()
+        try:
+            return super().render()
+        finally:
+            MetricChart.build_seconds += time.perf_counter() - start
 
     def action_toggle_smooth(self) -> None:
         self.smooth = not self.smooth

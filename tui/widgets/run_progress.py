@@ -11,11 +11,11 @@ from textual.widgets import ProgressBar, Static
 class RunProgress(Widget):
     DEFAULT_CSS = """
     RunProgress { height: 2; }
-    RunProgress #run-status { height: 1; text-style: bold; }
+    RunProgress #run-status { height: 1; width: 1fr; text-style: bold; }
     RunProgress Horizontal { height: 1; }
     RunProgress ProgressBar { width: auto; margin-right: 1; }
     RunProgress ProgressBar Bar { width: 16; }
-    RunProgress #run-detail { width: 1fr; color: $text-muted; }
+    RunProgress #run-detail { width: 1fr; height: 1; color: $text-muted; }
     """
 
     def compose(self) -> ComposeResult:
@@ -25,7 +25,8 @@ class RunProgress(Widget):
             yield Static("", id="run-detail")
 
     def show(self, status: str, done: int, total: int | None, detail: str) -> None:
-        self.query_one("#run-status", Static).update(status)
+        # every part has a fixed size: no layout pass, which would redraw the charts
+        self.query_one("#run-status", Static).update(status, layout=False)
         # an empty bar rather than the pulsing "unknown total" one: nothing runs yet
         self.query_one("#run-bar", ProgressBar).update(total=total or 1, progress=done if total else 0)
-        self.query_one("#run-detail", Static).update(detail)
+        self.query_one("#run-detail", Static).update(detail, layout=False)

@@ -11,7 +11,7 @@ REFRESH_SECONDS = 1.0
 
 class SystemLine(Static):
     DEFAULT_CSS = """
-    SystemLine { height: 1; color: $text-muted; }
+    SystemLine { height: 1; width: 1fr; color: $text-muted; }
     """
 
     def __init__(self, read: Callable[[str | None], str], *, id: str | None = None) -> None:
@@ -24,4 +24,5 @@ class SystemLine(Static):
         self.set_interval(REFRESH_SECONDS, self.sample)
 
     def sample(self) -> None:
-        self.update(self.read(self.device))
+        # fixed size: no layout pass, which would redraw every chart on screen
+        self.update(self.read(self.device), layout=False)
