@@ -153,7 +153,7 @@ def plot_accuracy(ax, records: list[SessionRecord]) -> None:
         epochs = [e.epoch for e in record.epochs]
         ax.plot(epochs, [e.test_acc for e in record.epochs], color=color, marker="o", ms=3,
                 label=label_of(record))  # fmt: skip
-        ax.plot(epochs, [e.train_acc for e in record.epochs], color=color, ls="--", alpha=0.6)
+        ax.plot(epochs, [e.train_acc for e in record.epochs], color=color, ls="--", marker=".", alpha=0.6)
     ax.set(title="accuracy (solid: test, dashed: train)", xlabel="epoch", ylabel="accuracy (%)")
     ax.grid(alpha=0.3)
 
