@@ -17,15 +17,6 @@ from trainer.session import SessionRecorder, load
 SMALL = "48,32"  # a small net keeps these tests fast; the math is the same
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # other work may share the CPU; one thread keeps timings and results steady
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def configs_for(lrs, seeds=None, **extra):
     seeds = seeds or list(range(len(lrs)))
     return [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from typer.testing import CliRunner
 
 from trainer.config import parse_run_config
@@ -15,16 +14,6 @@ from trainer.sweep import records_of
 from tui.cli import app
 
 SMALL = "48,32"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_studies() -> list[Study]:

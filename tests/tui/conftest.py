@@ -15,14 +15,3 @@ def probe() -> FixedProbe:
 def fixed_sessions(tmp_path: Path):
     directory = tmp_path / "fixed-sessions"
     return directory, write_fixed_sessions(directory)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Training in tests shares two cores with the UI thread and other tests."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
