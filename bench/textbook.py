@@ -3,7 +3,7 @@
 torchvision's FashionMNIST with ToTensor, a DataLoader(batch_size=64), the
 same MLP and SGD, autograd and ``optimizer.step()``; each epoch trains on the
 train split and then measures test accuracy through a DataLoader, as the
-reference assignment does.
+reference study does.
 """
 
 from __future__ import annotations
