@@ -90,6 +90,8 @@ def test_strict_loading_names_file_and_problem(tiny_dataset, sessions_dir, tmp_p
         load(path)
     message = str(info.value)
     assert message.startswith(str(path)) and "\n" not in message
+    if name == "truncated.json":
+        assert "truncated JSON" in message
 
 
 def test_directory_and_binary_named_json(tmp_path):

@@ -450,7 +450,8 @@ def _read_json(path: Path, text: str | None = None) -> Any:
     except json.JSONDecodeError as exc:
         if not text or not text.strip():
             raise SessionError(f"{path}: empty file") from None
-        if exc.pos >= len(text.rstrip()):
+        stripped = text.rstrip()
+        if exc.pos >= len(stripped) or (stripped.startswith("{") and not stripped.endswith("}")):
             raise SessionError(f"{path}: truncated JSON (ends at byte {len(text)})") from None
         raise SessionError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
