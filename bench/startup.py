@@ -7,12 +7,16 @@
    step curves as long as a real run of that length keeps), best of 3.
 3. The app, from process start until its first screen has been painted
    (headless, same sessions folder), best of 3.
+4. The app's sessions browser in a real terminal (tmux, 100x30, when tmux is
+   installed): from pressing F4 until session rows are on screen, best of 3.
 Also checks that 1 and 2 import neither torch nor textual.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +86,35 @@ def imports_of(args: list[str]) -> list[str]:
     return out.stdout.strip().splitlines()[-1]
 
 
+def browser_seconds(sessions: str) -> float:
+    """F4 to rows on screen, read back from a tmux pane like a person would see it."""
+    session = f"fmlab-bench-{os.getpid()}"
+    command = f"{sys.executable} -m tui.cli tui --sessions-dir {sessions}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", command], check=True)
+    try:
+        deadline = time.perf_counter() + 30
+        while "Start run" not in pane(session):  # the first screen is up
+            if time.perf_counter() > deadline:
+                raise RuntimeError("the app did not start")
+            time.sleep(0.05)
+        time.sleep(1.0)  # let start-up work settle, as a person would
+        subprocess.run(["tmux", "send-keys", "-t", session, "F4"], check=True)
+        start = time.perf_counter()
+        while pane(session).count("completed") < 5:
+            if time.perf_counter() > start + 30:
+                raise RuntimeError("no session rows appeared")
+            time.sleep(0.01)
+        return time.perf_counter() - start
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def pane(session: str) -> str:
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+    ).stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=1000)
@@ -107,6 +140,11 @@ def main() -> None:
             )
         except subprocess.CalledProcessError as exc:
             print(f"app first paint: failed ({exc.stderr.decode().strip().splitlines()[-1:]})")
+        if shutil.which("tmux"):
+            browser = min(browser_seconds(tmp) for _ in range(3))
+            print(f"app sessions browser:  {browser:.3f} s   (F4 to rows on screen, tmux 100x30)")
+        else:
+            print("app sessions browser: skipped (no tmux)")
 
 
 if __name__ == "__main__":

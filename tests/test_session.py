@@ -190,3 +190,13 @@ def test_sigkill_mid_epoch_leaves_a_valid_file_with_every_finished_epoch(tiny_da
     assert record.status == "interrupted"
     assert len(record.epochs) >= finished >= 3
     assert [e.epoch for e in record.epochs] == list(range(1, len(record.epochs) + 1))
+
+
+def test_listing_cache_reuses_an_unchanged_folder(tiny_dataset, sessions_dir):
+    record_run(tiny_dataset, sessions_dir, epochs=1, arch="8")
+    cache = session.ListingCache()
+    first = cache.listing(sessions_dir)
+    assert cache.listing(sessions_dir) is first and len(first[0]) == 1
+    record_run(tiny_dataset, sessions_dir, epochs=1, arch="8")
+    second = cache.listing(sessions_dir)
+    assert second is not first and len(second[0]) == 2

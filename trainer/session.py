@@ -17,6 +17,7 @@ import math
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -543,6 +544,16 @@ def summarize_file(path: Path) -> SessionSummary:
     )
 
 
+def folder_signature(directory: Path) -> tuple:
+    """Names, sizes and times of the folder's session files: equal signatures
+    mean a listing would read the same files again."""
+    try:
+        entries = [e for e in os.scandir(directory) if e.name.endswith(".json")]
+        return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries))
+    except OSError:
+        return ()
+
+
 def list_sessions(directory: Path) -> tuple[list[SessionSummary], list[str]]:
     """Readable sessions (newest first) and one problem line per unreadable file."""
     if not directory.is_dir():
@@ -555,6 +566,27 @@ def list_sessions(directory: Path) -> tuple[list[SessionSummary], list[str]]:
             bad.append(str(exc))
     good.sort(key=lambda s: (s.created, s.id), reverse=True)
     return good, bad
+
+
+class ListingCache:
+    """A folder's last listing, handed out again while the folder is unchanged
+    (same names, sizes and times), so a listing can be prepared in advance."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[Path, tuple, tuple[list[SessionSummary], list[str]]] | None = None
+
+    def listing(self, directory: Path) -> tuple[list[SessionSummary], list[str]]:
+        """list_sessions(directory), the same object while nothing changed."""
+        signature = folder_signature(directory)
+        with self._lock:
+            entry = self._entry
+        if entry is not None and signature and entry[:2] == (directory, signature):
+            return entry[2]
+        result = list_sessions(directory)
+        with self._lock:
+            self._entry = (directory, signature, result)
+        return result
 
 
 def find_session(directory: Path, ref: str) -> Path:

@@ -10,12 +10,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from trainer.config import RunConfig
-from trainer.session import SessionRecord
+from trainer.session import ListingCache, SessionRecord
 from tui.screens.configure import ConfigureScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.live import LiveScreen
@@ -31,7 +32,16 @@ class Probe(Protocol):
 
 
 class FmlabApp(App):
-    CSS_PATH = "app.tcss"
+    # every screen's styles up front: a screen whose CSS arrives on first
+    # show makes Textual restyle every widget of every screen (most of a second)
+    CSS_PATH = [
+        "app.tcss",
+        "screens/configure.tcss",
+        "screens/live.tcss",
+        "screens/sessions.tcss",
+        "screens/compare.tcss",
+        "screens/dialog.tcss",
+    ]
     TITLE = "fmlab"
     MODES = {"configure": ConfigureScreen, "live": "live", "sessions": SessionsScreen}
     BINDINGS = [
@@ -49,14 +59,21 @@ class FmlabApp(App):
         self.data_dir = data_dir
         self.replay = replay
         self.probe = probe
+        self.listing = ListingCache()
 
     def on_mount(self) -> None:
+        # list the sessions while the user looks at the first screen
+        self.call_after_refresh(self.prefetch_listing)
         self.install_screen(LiveScreen(), "live")
         if self.replay is None:
             self.switch_mode("configure")
         else:
             self.switch_mode("sessions")
             self.push_screen(LiveScreen(replay=self.replay))
+
+    @work(thread=True, exit_on_error=False, group="prefetch")
+    def prefetch_listing(self) -> None:
+        self.listing.listing(self.sessions_dir)
 
     @property
     def training_view(self) -> LiveScreen:

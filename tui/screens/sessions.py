@@ -16,12 +16,21 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
-from trainer.session import SessionError, SessionRecord, SessionSummary, delete_session, list_sessions, load
+from trainer.session import (
+    SessionError,
+    SessionRecord,
+    SessionSummary,
+    delete_session,
+    load,
+)
 from tui.screens.compare import CompareScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.export import ExportScreen
 
 COLUMNS = ("", "when", "arch", "lr", "epochs", "final", "best", "conv", "status", "id")
+# fixed widths: an auto-width table measures every cell of every row on each fill
+WIDTHS = (1, 11, 8, 6, 7, 6, 6, 4, 11, 34)
+FIRST_ROWS = 60
 SORT_KEYS = {
     "when": lambda s: (s.created, s.id),
     "arch": lambda s: s.arch,
@@ -97,6 +106,8 @@ class SessionsScreen(Screen):
         self.sort_key = "when"
         self.descending = True
         self._warned: set[str] = set()
+        self._listing: tuple | None = None  # what the table shows now
+        self._fills = 0  # counts fill() calls, so rows of a stale fill are dropped
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -109,7 +120,9 @@ class SessionsScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = f"sessions in {self.app.sessions_dir}"
-        self.query_one(DataTable).add_columns(*COLUMNS)
+        table = self.query_one(DataTable)
+        for label, width in zip(COLUMNS, WIDTHS):
+            table.add_column(label, width=width)
         self.reload()
         self.query_one(DataTable).focus()
 
@@ -119,7 +132,11 @@ class SessionsScreen(Screen):
     # ------------------------------------------------------------ table
 
     def reload(self) -> None:
-        summaries, problems = list_sessions(self.app.sessions_dir)
+        listing = self.app.listing.listing(self.app.sessions_dir)
+        if listing is self._listing:
+            return  # nothing on disk changed since the last listing
+        self._listing = listing
+        summaries, problems = listing
         self.summaries = summaries
         self.unreadable = [Unreadable(f"unreadable-{i}", p) for i, p in enumerate(problems)]
         known = {key_of(s) for s in summaries}
@@ -141,19 +158,32 @@ class SessionsScreen(Screen):
         current = self.highlighted_key()
         table.clear()
         shown = self.visible()
-        for summary in shown:
-            table.add_row(*row_of(summary, key_of(summary) in self.marked), key=key_of(summary))
-        for bad in self.unreadable:
-            cells = ["!", "", "", "", "", "", "", "", "[b red]unreadable[/]", bad.name]
-            table.add_row(*cells, key=bad.key)
-        if current is not None and current in {key_of(s) for s in shown}:
-            table.move_cursor(row=table.get_row_index(current))
+        rows = [(row_of(s, key_of(s) in self.marked), key_of(s)) for s in shown]
+        rows += [
+            (["!", "", "", "", "", "", "", "", "[b red]unreadable[/]", bad.name], bad.key)
+            for bad in self.unreadable
+        ]
+        self._fills += 1
+        # a screenful now, the rest after the first paint: the table measures
+        # every cell it is given before it draws
+        self.add_rows(self._fills, rows[:FIRST_ROWS], current)
+        if len(rows) > FIRST_ROWS:
+            self.set_timer(0.1, lambda fill=self._fills: self.add_rows(fill, rows[FIRST_ROWS:], current))
         self.query_one(
             DataTable
         ).border_subtitle = (
             f"{len(self.summaries)} sessions · sorted by {self.sort_key} {'↓' if self.descending else '↑'}"
         )
         self.show_detail()
+
+    def add_rows(self, fill: int, rows: list[tuple[list[str], str]], current: str | None) -> None:
+        if fill != self._fills:
+            return  # a newer fill replaced this one
+        table = self.query_one(DataTable)
+        for cells, key in rows:
+            table.add_row(*cells, key=key)
+        if current is not None and current in {key for _, key in rows}:
+            table.move_cursor(row=table.get_row_index(current))
 
     def highlighted_key(self) -> str | None:
         table = self.query_one(DataTable)
