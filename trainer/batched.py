@@ -31,6 +31,7 @@ Only plain SGD (no momentum) stacks; ``can_batch`` says which configs do and
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -40,7 +41,7 @@ import torch
 
 from trainer.config import RunConfig
 from trainer.data import FashionMNIST
-from trainer.engine import EVAL_BATCH, FLUSH_SECONDS, device_name, resolve_device
+from trainer.engine import EVAL_BATCH, FLUSH_SECONDS, device_name, epoch_order, resolve_device
 from trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted, StepMetrics
 from trainer.metrics import ConvergenceTracker, is_metric_step
 from trainer.models import build_mlp, linear_layers, summarize
@@ -278,10 +279,6 @@ class _Member:
         )
 
 
-def _is_finite(value: float) -> bool:
-    return value == value and abs(value) != float("inf")
-
-
 def run_batched(
     configs: Sequence[RunConfig],
     data: FashionMNIST,
@@ -328,10 +325,7 @@ class _StackRun:
         try:
             for epoch in range(1, last_epoch + 1):
                 epoch_start = time.perf_counter()
-                x_all, y_all, onehot = train_x, train_y, onehot_all
-                if shape.shuffle:
-                    order = torch.randperm(n_train, generator=shuffler).to(device)
-                    x_all, y_all, onehot = train_x[order], train_y[order], onehot_all[order]
+                x_all, y_all, onehot = epoch_order((train_x, train_y, onehot_all), shape.shuffle, shuffler)
                 for start in range(0, n_train, batch):
                     if self.cancel.is_set():
                         break
@@ -379,7 +373,7 @@ class _StackRun:
         for member, events in zip(self.members, self.recorder.flush()):
             for event in events:
                 yield member.index, event
-            if not all(_is_finite(e.loss) for e in events):
+            if not all(math.isfinite(e.loss) for e in events):
                 member.status = "diverged"
                 member.message = f"loss became non-finite at step {events[-1].step}"
         yield from self._finish_marked()
@@ -389,7 +383,7 @@ class _StackRun:
     ) -> Iterator[tuple[int, Event]]:
         loss_sums, corrects = self.stepper.take_epoch_sums()
         for member, loss_sum in zip(self.members, loss_sums):
-            if not _is_finite(loss_sum):
+            if not math.isfinite(loss_sum):
                 member.status = "diverged"
                 member.message = f"training loss became non-finite in epoch {epoch}"
         alive = [m.status == "running" for m in self.members]

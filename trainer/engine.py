@@ -15,6 +15,7 @@ gradient against autograd.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -245,8 +246,15 @@ class StepRecorder:
         return events
 
 
-def _is_finite(value: float) -> bool:
-    return value == value and abs(value) != float("inf")
+def epoch_order(
+    tensors: tuple[torch.Tensor, ...], shuffle: bool, shuffler: torch.Generator
+) -> tuple[torch.Tensor, ...]:
+    """The training tensors in this epoch's order: as stored, or permuted by
+    the seeded generator (one gather per epoch, then batches are slices)."""
+    if not shuffle:
+        return tensors
+    order = torch.randperm(len(tensors[0]), generator=shuffler).to(tensors[0].device)
+    return tuple(t[order] for t in tensors)
 
 
 @dataclass
@@ -373,10 +381,7 @@ def run(
     try:
         for epoch in range(epochs_done + 1, last_epoch + 1):
             epoch_start = time.perf_counter()
-            x_all, y_all, onehot = train_x, train_y, onehot_all
-            if config.shuffle:
-                order = torch.randperm(n_train, generator=shuffler).to(device)
-                x_all, y_all, onehot = train_x[order], train_y[order], onehot_all[order]
+            x_all, y_all, onehot = epoch_order((train_x, train_y, onehot_all), config.shuffle, shuffler)
             for start in range(0, n_train, batch):
                 if cancel.is_set():
                     status = "stopped"
@@ -389,7 +394,7 @@ def run(
                 if recorder.due():
                     events = recorder.flush()
                     yield from events
-                    bad = next((e.step for e in events if not _is_finite(e.loss)), None)
+                    bad = next((e.step for e in events if not math.isfinite(e.loss)), None)
                     if bad is not None:
                         status, message = "diverged", f"loss became non-finite at step {bad}"
                         break
@@ -397,7 +402,7 @@ def run(
             if status != "completed":
                 break
             loss_sum, correct = stepper.take_epoch_sums()
-            if not _is_finite(loss_sum):
+            if not math.isfinite(loss_sum):
                 status, message = "diverged", f"training loss became non-finite in epoch {epoch}"
                 break
             test_loss, test_acc = stepper.evaluate(test_x, test_y)
