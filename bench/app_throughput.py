@@ -1,31 +1,55 @@
-"""Training inside the app against headless training, same config, one process.
+"""Training inside the app against headless training, same config.
 
-    python -m bench.app_throughput [--epochs 2] [--arch base] [--data-dir DIR] [--size 100x30]
+    python -m bench.app_throughput [--epochs 3] [--rounds 6] [--arch base]
+                                   [--data-dir DIR] [--size 100x30]
 
-The headless run is what ``fmlab train`` does (engine.run feeding the session
-recorder, checkpoints on); the app run goes through the
-app's thread worker (events posted as messages, charts redrawn on their timer)
-with the app driven headless by run_test. Both report their epochs' wall time;
-the figure that matters is app throughput / headless throughput (>= 0.9 wanted).
+Each side runs in a fresh process of its own, as people run them, and the
+rounds alternate which side goes first (this machine's speed drifts):
+
+- headless: what ``fmlab train`` does (engine.run feeding the session
+  recorder, checkpoints on), in the main thread;
+- app: the app driven by ``run_test`` at the given terminal size, training in
+  its thread worker (events posted as messages, live charts and progress
+  redrawn on their timer), started the way the configure screen starts it.
+
+Both report throughput over their epochs after the first (the first pays for
+first-use costs on either side). The figure that matters is app throughput /
+headless throughput (>= 0.9 wanted).
+
+Why separate processes: a thread's OpenMP team runs torch's matmuls about a
+fifth slower when another thread of the same process has already run
+OpenMP-parallel ops (measured here); a headless run done first in the
+benchmark's own main thread would slow the app's training thread in a way no
+real app process sees. The app keeps torch work off its UI thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from trainer import data, engine
 from trainer.config import RunConfig, parse_run_config
-from trainer.events import EpochMetrics
-from trainer.session import SessionRecorder
 
 
-def headless_seconds(config: RunConfig, dataset) -> float:
-    """What ``fmlab train`` does: train, record the session and its checkpoints."""
+def steady_rate(seconds: list[float], train_size: int) -> float:
+    """Samples per second over the epochs after the first."""
+    later = seconds[1:] or seconds
+    return train_size * len(later) / sum(later)
+
+
+def headless_rate(config: RunConfig, data_dir: Path | None) -> float:
+    from trainer import data, engine
+    from trainer.events import EpochMetrics
+    from trainer.session import SessionRecorder
+
+    dataset = data.load(data.locate(data_dir), engine.resolve_device(config.device))
     with tempfile.TemporaryDirectory() as sessions:
         recorder = SessionRecorder(Path(sessions))
         epochs = []
@@ -33,18 +57,21 @@ def headless_seconds(config: RunConfig, dataset) -> float:
             recorder(event)
             if isinstance(event, EpochMetrics):
                 epochs.append(event.seconds)
-    return sum(epochs)
+    return steady_rate(epochs, len(dataset.train_y))
 
 
-async def app_seconds(config: RunConfig, data_dir: Path | None, size: tuple[int, int]) -> float:
+async def app_rate(config: RunConfig, data_dir: Path | None, size: tuple[int, int]) -> float:
     from tui.app import make_app
-    from tui.messages import EpochEnded, RunEnded
+    from tui.messages import EpochEnded, RunBegan, RunEnded
 
-    epochs: list = []
+    epochs: list[float] = []
+    train_size = []
     ended = asyncio.Event()
 
     def hook(message) -> None:  # cheap: it sees every message the app handles
-        if isinstance(message, EpochEnded):
+        if isinstance(message, RunBegan):
+            train_size.append(message.event.train_size)
+        elif isinstance(message, EpochEnded):
             epochs.append(message.event.seconds)
         elif isinstance(message, RunEnded):
             ended.set()
@@ -55,42 +82,56 @@ async def app_seconds(config: RunConfig, data_dir: Path | None, size: tuple[int,
             app.start_training(config)
             await ended.wait()
             await pilot.pause(0.3)
-    return sum(epochs)
+    return steady_rate(epochs, train_size[0])
+
+
+def measure(side: str, args: argparse.Namespace) -> float:
+    """One side's rate, measured in a fresh process."""
+    command = [sys.executable, "-m", "bench.app_throughput", "--side", side, "--epochs", str(args.epochs),
+               "--arch", args.arch, "--lr", str(args.lr), "--device", args.device, "--size", args.size]  # fmt: skip
+    if args.data_dir:
+        command += ["--data-dir", str(args.data_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} side failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["rate"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--arch", default="base")
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--size", default="100x30", help="terminal size the app draws at")
-    parser.add_argument("--rounds", type=int, default=5, help="headless/app pairs, interleaved")
+    parser.add_argument("--rounds", type=int, default=6, help="headless/app pairs, alternating")
+    parser.add_argument("--side", choices=("headless", "app"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.split("x"))
     config = parse_run_config(arch=args.arch, lr=args.lr, epochs=args.epochs, device=args.device)
-    dataset = data.load(data.locate(args.data_dir), engine.resolve_device(args.device))
-    # warm-up: first-use costs (optimizer import, allocator) stay out of both timings
-    headless_seconds(parse_run_config(arch=args.arch, epochs=1, device=args.device), dataset)
-    samples = len(dataset.train_y) * args.epochs
+    if args.side == "headless":
+        print(json.dumps({"rate": headless_rate(config, args.data_dir)}))
+        return
+    if args.side == "app":
+        size = tuple(int(v) for v in args.size.split("x"))
+        print(json.dumps({"rate": asyncio.run(app_rate(config, args.data_dir, size))}))
+        return
+
+    print(f"config: {config.describe()}; app at {args.size}; epochs 2-{args.epochs} timed")
     started = time.perf_counter()
-    headless_rates, app_rates = [], []
+    rates: dict[str, list[float]] = {"headless": [], "app": []}
     for round_ in range(1, args.rounds + 1):
-        # alternate which side goes first: this machine's speed drifts
         order = ("headless", "app") if round_ % 2 else ("app", "headless")
         for side in order:
-            if side == "headless":
-                headless_rates.append(samples / headless_seconds(config, dataset))
-            else:
-                app_rates.append(samples / asyncio.run(app_seconds(config, args.data_dir, size)))
-        print(
-            f"round {round_}: headless {headless_rates[-1]:,.0f} samples/s, "
-            f"app {app_rates[-1]:,.0f} samples/s, app/headless {app_rates[-1] / headless_rates[-1]:.3f}"
-        )
-    median_ratio = statistics.median(app_rates) / statistics.median(headless_rates)
-    print(f"best: headless {max(headless_rates):,.0f}, app {max(app_rates):,.0f} samples/s, "
-          f"app/headless {max(app_rates) / max(headless_rates):.3f}")  # fmt: skip
+            rates[side].append(measure(side, args))
+        headless, app = rates["headless"][-1], rates["app"][-1]
+        print(f"round {round_}: headless {headless:,.0f} samples/s, app {app:,.0f} samples/s, "
+              f"app/headless {app / headless:.3f}", flush=True)  # fmt: skip
+    ratios = [a / h for a, h in zip(rates["app"], rates["headless"])]
+    median_ratio = statistics.median(rates["app"]) / statistics.median(rates["headless"])
+    print(
+        f"per-round ratios: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, max {max(ratios):.3f}"
+    )
     print(f"app/headless throughput (medians of {args.rounds} rounds): {median_ratio:.3f}"
           f"  (bench took {time.perf_counter() - started:.0f} s)")  # fmt: skip
 

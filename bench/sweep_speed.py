@@ -2,14 +2,15 @@
 runs one after another through the engine.
 
     python -m bench.sweep_speed [--epochs 10] [--arch base] [--lr 1,0.1,0.01,0.001]
-                                [--threads N] [--data-dir DIR]
+                                [--threads N] [--device cpu|cuda] [--data-dir DIR]
 
 Both sides run in this one process on the real data. They advance epoch by
 epoch in turn (four sequential epochs, then one stacked epoch of all four
 members), so when other work shares the machine both sides meet it alike
 rather than one side getting a quiet minute and the other a busy one. Each
 generator is timed only while it runs; the per-epoch ratios show how steady
-the figure was. The target is batched / sequential <= 0.65.
+the figure was. The target is batched / sequential <= 0.65. On CUDA both
+sides use captured graphs unless FMLAB_CUDA_GRAPH=0.
 """
 
 from __future__ import annotations
@@ -63,16 +64,17 @@ def main() -> None:
     parser.add_argument("--arch", default="base")
     parser.add_argument("--lr", default="1,0.1,0.01,0.001")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     lrs = [float(v) for v in args.lr.split(",")]
-    configs = [parse_run_config(arch=args.arch, lr=lr, epochs=args.epochs, device="cpu") for lr in lrs]
+    configs = [parse_run_config(arch=args.arch, lr=lr, epochs=args.epochs, device=args.device) for lr in lrs]
     dataset = data.load(data.locate(args.data_dir))
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {_gpu(args.device)}"
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; load average {_load()}"
     )
     print(f"sweep: {args.arch}, lr {args.lr}, {args.epochs} epochs, batch 64, plain SGD")
@@ -111,6 +113,10 @@ def main() -> None:
 
 def _acc(results) -> str:
     return results.status if results.final_test_acc is None else f"{results.final_test_acc:.2f}%"
+
+
+def _gpu(device: str) -> str:
+    return f"GPU {torch.cuda.get_device_name(0)}, " if device == "cuda" else ""
 
 
 def _load() -> str:

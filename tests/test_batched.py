@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from trainer import engine
+from trainer import batched, engine
 from trainer.batched import StackedStepper, can_batch, group_key, run_batched
 from trainer.config import parse_run_config
 from trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
@@ -145,3 +145,25 @@ def test_only_plain_sgd_of_one_shape_stacks(tiny_dataset):
     assert group_key(shuffled[0]) != group_key(shuffled[1])  # different data order
     with pytest.raises(ValueError):
         list(run_batched([base, parse_run_config(arch="base", device="cpu")], tiny_dataset))
+
+
+class FakeCuda:
+    type = "cuda"
+
+
+def test_stacked_cuda_graph_falls_back_to_the_eager_step(monkeypatch):
+    stepper = StackedStepper([parse_run_config(arch="8", lr=0.1, device="cpu")], torch.device("cpu"))
+    assert batched.choose_stack_step(stepper, 64, torch.device("cpu")) == (stepper.step, "")
+
+    def capture_fails(*args):
+        raise RuntimeError("CUDA error: operation not supported\nmore")
+
+    monkeypatch.setattr(batched, "GraphedStackStep", capture_fails)
+    step, note = batched.choose_stack_step(stepper, 64, FakeCuda())
+    assert step == stepper.step
+    assert note == "CUDA graph capture failed (CUDA error: operation not supported); training eagerly"
+    monkeypatch.setenv("FMLAB_CUDA_GRAPH", "0")
+    assert batched.choose_stack_step(stepper, 64, FakeCuda()) == (
+        stepper.step,
+        "CUDA graph off (FMLAB_CUDA_GRAPH=0); training eagerly",
+    )

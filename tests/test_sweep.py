@@ -85,7 +85,7 @@ def test_presets_ask_the_reference_questions():
     assert [c.optimizer.lr for c in conv] == [0.1, 0.01, 0.001] and {c.epochs for c in conv} == {100}
     archs = expand(parse_grid(**PRESETS["architectures"].options))
     assert [c.model.name for c in archs] == ["base", "deeper", "wider"]
-    assert {(c.optimizer.lr, c.epochs, c.convergence.stop) for c in archs} == {(0.01, 200, True)}
+    assert {(c.optimizer.lr, c.epochs, c.convergence.stop) for c in archs} == {(0.01, 200, False)}
 
 
 def test_runs_that_share_a_shape_are_grouped():

@@ -31,20 +31,31 @@ Only plain SGD (no momentum) stacks; ``can_batch`` says which configs do and
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from trainer.config import RunConfig
 from trainer.data import FashionMNIST
-from trainer.engine import EVAL_BATCH, FLUSH_SECONDS, device_name, epoch_order, resolve_device
+from trainer.engine import (
+    EVAL_BATCH,
+    FLUSH_SECONDS,
+    capture_graph,
+    device_name,
+    epoch_order,
+    graphed_or_eager,
+    resolve_device,
+)
 from trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted, StepMetrics
 from trainer.metrics import ConvergenceTracker, is_metric_step
 from trainer.models import build_mlp, linear_layers, summarize
+
+log = logging.getLogger("fmlab.batched")
 
 
 def can_batch(config: RunConfig) -> bool:
@@ -213,6 +224,41 @@ class StackedStepper:
         return [v / len(x) for v in loss.tolist()], [100.0 * c / len(x) for c in correct.tolist()]
 
 
+class GraphedStackStep:
+    """StackedStepper.step captured as two CUDA graphs, with and without the
+    gradient statistics, replayed per full batch (see engine.GraphedStep). The
+    graphs hold the stack's tensors: after members drop out, capture anew."""
+
+    def __init__(self, stepper: StackedStepper, batch_size: int, device: torch.device) -> None:
+        self.stepper = stepper
+        self.batch_size = batch_size
+        self.x = torch.zeros(batch_size, 784, device=device)
+        self.y = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.onehot_t = torch.zeros(10, batch_size, device=device)
+        state = (*stepper.weights, *stepper.biases, stepper.loss_sum, stepper.correct)
+        self.graphs = {
+            want: capture_graph(lambda w=want: stepper.step(self.x, self.y, self.onehot_t, w), state, device)
+            for want in (False, True)
+        }
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, onehot_t: torch.Tensor, want_stats: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if len(x) != self.batch_size:
+            return self.stepper.step(x, y, onehot_t, want_stats)
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.onehot_t.copy_(onehot_t)
+        graph, result = self.graphs[want_stats]
+        graph.replay()
+        return result
+
+
+def choose_stack_step(stepper: StackedStepper, batch_size: int, device: torch.device) -> tuple[Callable, str]:
+    """The stack's step function and its note (see engine.graphed_or_eager)."""
+    return graphed_or_eager(stepper.step, lambda: GraphedStackStep(stepper, batch_size, device), device)
+
+
 class StackedStepRecorder:
     """The engine's StepRecorder for M members at once: one device buffer row
     per recorded step, synced at most every FLUSH_SECONDS."""
@@ -311,12 +357,17 @@ class _StackRun:
         self.recorder = StackedStepRecorder(len(configs), len(self.stepper.weights), self.device)
         self.started = time.perf_counter()
         self.step = 0
+        self.train_step: Callable = self.stepper.step
+        self.note = ""
 
     def events(self) -> Iterator[tuple[int, Event]]:
         device, shape = self.device, self.shape
         train_x, train_y = self.data.train_x.to(device), self.data.train_y.to(device)
         test_x, test_y = self.data.test_x.to(device), self.data.test_y.to(device)
         n_train, batch = len(train_x), shape.batch_size
+        self.train_step, self.note = choose_stack_step(self.stepper, batch, device)
+        if self.note:
+            log.warning(self.note)
         for member in self.members:
             yield member.index, self._started_event(member.config, n_train, len(test_x))
         onehot_all = torch.nn.functional.one_hot(train_y, 10).float()
@@ -332,7 +383,7 @@ class _StackRun:
                     self.step += 1
                     end = min(start + batch, n_train)
                     want = is_metric_step(self.step, shape.full_steps, shape.step_every)
-                    loss, stats = self.stepper.step(
+                    loss, stats = self.train_step(
                         x_all[start:end], y_all[start:end], onehot[start:end].t(), want
                     )
                     if want:
@@ -364,6 +415,7 @@ class _StackRun:
             train_size=n_train,
             test_size=n_test,
             steps_per_epoch=-(-n_train // config.batch_size),
+            notes=(self.note,) if self.note else (),
         )
 
     def _flush(self) -> Iterator[tuple[int, Event]]:
@@ -432,3 +484,5 @@ class _StackRun:
             members = torch.tensor(keep, device=self.device)
             self.stepper.keep(members)
             self.recorder.keep(members)
+            # a captured graph still holds the old stack's tensors
+            self.train_step, _ = choose_stack_step(self.stepper, self.shape.batch_size, self.device)

@@ -19,9 +19,10 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,7 @@ from trainer.models import build_mlp, linear_layers, summarize
 log = logging.getLogger("fmlab.engine")
 EVAL_BATCH = 10_000
 FLUSH_SECONDS = 0.25  # step metrics reach consumers at most this late
+T = TypeVar("T")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -161,6 +163,33 @@ class MLPStepper:
         return float(loss) / len(x), 100.0 * int(correct) / len(x)
 
 
+def capture_graph(
+    run_step: Callable[[], T], state: Sequence[torch.Tensor], device: torch.device
+) -> tuple[torch.cuda.CUDAGraph, T]:
+    """Capture one call of ``run_step`` as a CUDA graph; returns the graph and
+    the call's result (static tensors the graph rewrites at each replay).
+
+    The call is first warmed up on a side stream so its allocations happen
+    outside the graph; those warm-up calls train on whatever the static inputs
+    hold, so ``state`` (the tensors the step updates) is put back afterwards.
+    Capture is thread-local: the app captures from its training thread while
+    its UI thread may ask torch about memory.
+    """
+    saved = [t.clone() for t in state]
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            run_step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        result = run_step()
+    for tensor, original in zip(state, saved):
+        tensor.copy_(original)
+    return graph, result
+
+
 class GraphedStep:
     """One training step (forward, backward, SGD update) captured as a CUDA
     graph and replayed per batch: one launch instead of ~20 kernel launches
@@ -174,19 +203,10 @@ class GraphedStep:
         self.x = torch.zeros(batch_size, 784, device=device)
         self.y = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.onehot = F.one_hot(self.y, 10).float()
-        saved = [t.clone() for t in (*stepper.params, stepper.loss_sum, stepper.correct)]
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):  # warm-up allocations happen outside the graph
-            for _ in range(3):
-                stepper.step(self.x, self.y, self.onehot)
-        torch.cuda.current_stream(device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.loss = stepper.step(self.x, self.y, self.onehot)
-        # warm-up steps trained on zeros: put the real starting state back
-        for tensor, original in zip((*stepper.params, stepper.loss_sum, stepper.correct), saved):
-            tensor.copy_(original)
+        state = (*stepper.params, stepper.loss_sum, stepper.correct)
+        self.graph, self.loss = capture_graph(
+            lambda: stepper.step(self.x, self.y, self.onehot), state, device
+        )
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
         if len(x) != self.batch_size:
@@ -198,21 +218,28 @@ class GraphedStep:
         return self.loss
 
 
-def choose_step(stepper: MLPStepper, batch_size: int, device: torch.device) -> tuple[Callable, str]:
-    """The step function to train with, and a note saying why when it is not
-    the fastest one available. On CUDA that is a captured graph; if capture
-    fails (an old driver, an unsupported op), training goes on eagerly."""
+def graphed_or_eager(
+    eager: Callable, capture: Callable[[], Callable], device: torch.device
+) -> tuple[Callable, str]:
+    """The step to train with: ``capture()`` on CUDA, else ``eager``; with a
+    note saying why when the eager step was chosen on CUDA. If capture fails
+    (an old driver, an unsupported op), training goes on eagerly."""
     if device.type != "cuda":
-        return stepper.step, ""
+        return eager, ""
     if os.environ.get("FMLAB_CUDA_GRAPH", "1") == "0":
-        return stepper.step, "CUDA graph off (FMLAB_CUDA_GRAPH=0); training eagerly"
-    if not stepper.plain_sgd:
-        return stepper.step, "CUDA graph is used for plain SGD only; training eagerly"
+        return eager, "CUDA graph off (FMLAB_CUDA_GRAPH=0); training eagerly"
     try:
-        return GraphedStep(stepper, batch_size, device), ""
+        return capture(), ""
     except Exception as exc:  # any capture failure: eager still trains correctly
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return stepper.step, f"CUDA graph capture failed ({reason}); training eagerly"
+        return eager, f"CUDA graph capture failed ({reason}); training eagerly"
+
+
+def choose_step(stepper: MLPStepper, batch_size: int, device: torch.device) -> tuple[Callable, str]:
+    """The engine's step function and its note (see graphed_or_eager)."""
+    if device.type == "cuda" and not stepper.plain_sgd:
+        return stepper.step, "CUDA graph is used for plain SGD only; training eagerly"
+    return graphed_or_eager(stepper.step, lambda: GraphedStep(stepper, batch_size, device), device)
 
 
 class StepRecorder:

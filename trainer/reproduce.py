@@ -65,7 +65,7 @@ REFERENCE = {
 TITLES = {
     "lr": "Learning rate: test accuracy after {epochs} epochs",
     "convergence": "Convergence: the epoch each learning rate converges at (up to {epochs} epochs)",
-    "architectures": "Architectures: base, deeper and wider at lr 0.01 (up to {epochs} epochs)",
+    "architectures": "Architectures: base, deeper and wider at lr 0.01 ({epochs} epochs)",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from tui.cli_output import FAILURE, fail, usage_error
+from tui.cli_output import FAILURE, fail, plural, usage_error
 
 DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz). [env: FMLAB_DATA]"
 SESSIONS_HELP = (
@@ -464,7 +464,7 @@ def reproduce(
             pending = repro.pending_runs(study)
             done = len(study.configs) - pending
             typer.echo(
-                f"[{number}/{len(repro.studies)}] {study.name}: {len(study.configs)} runs"
+                f"[{number}/{len(repro.studies)}] {study.name}: {plural(len(study.configs), 'run')}"
                 + (f" ({done} already done)" if done else ""),
                 err=True,
             )

@@ -33,6 +33,10 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def optional(value: Any) -> str:
     return "-" if value is None else str(value)
 
