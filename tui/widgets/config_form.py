@@ -58,6 +58,7 @@ class ConfigForm(VerticalScroll):
         self.cuda: Cuda | None = None
         self.errors: dict[str, str] = {}
         self.config: RunConfig | None = None
+        self._check_pending = False
 
     # ----------------------------------------------------------- layout
 
@@ -178,13 +179,24 @@ class ConfigForm(VerticalScroll):
         self.post_message(self.Changed(self.config, hidden))
         return self.config
 
+    def validate_soon(self) -> None:
+        """Validate once after the pending events: mounting fills every field,
+        each posting a change, and one check (with its restyles) serves them all."""
+        if not self._check_pending:
+            self._check_pending = True
+            self.call_after_refresh(self._validate_pending)
+
+    def _validate_pending(self) -> None:
+        self._check_pending = False
+        self.validate()
+
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.validate()
+        self.validate_soon()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.stop()
-        self.validate()
+        self.validate_soon()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
@@ -197,7 +209,7 @@ class ConfigForm(VerticalScroll):
             widths.disabled = event.value != "custom"
             if event.value in ARCH_PRESETS:
                 widths.value = ",".join(map(str, ARCH_PRESETS[str(event.value)]))
-        self.validate()
+        self.validate_soon()
 
 
 def check_values(values: dict[str, object]) -> tuple[RunConfig | None, dict[str, str]]:

@@ -33,6 +33,8 @@ class ParamInspector(Vertical):
         yield Static("", id="inspector-total")
 
     def show(self, hidden: tuple[int, ...] | None) -> None:
+        if hidden == self.hidden and self._wide is not None:
+            return  # the same table: every edit of another field lands here
         self.hidden = hidden
         self._fill()
 
