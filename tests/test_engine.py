@@ -53,6 +53,25 @@ def test_gradients_and_update_match_autograd_and_torch_sgd(tiny_dataset):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
+def test_fused_step_updates_like_torch_sgd(tiny_dataset):
+    config = parse_run_config(lr=0.05, arch="32,16")
+    reference = build_mlp(config.model, 3)
+    ours = build_mlp(config.model, 3)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.05)
+    stepper = engine.MLPStepper(ours, config)
+    for start in (0, 64, 128):
+        x, y = tiny_dataset.train_x[start : start + 64], tiny_dataset.train_y[start : start + 64]
+        optimizer.zero_grad()
+        loss = F.cross_entropy(reference(x), y)
+        loss.backward()
+        optimizer.step()
+        ours_loss = stepper.fused_step(x, y, F.one_hot(y, 10).float()) / len(x)
+        assert ours_loss.item() == pytest.approx(loss.item(), rel=1e-5)
+    for p, q in zip(ours.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    assert all(not g.any() for g in stepper.grads)  # no gradient tensor was written
+
+
 @pytest.mark.parametrize("optimizer, momentum", [("sgd", 0.9), ("adam", 0.0)])
 def test_momentum_and_adam_follow_torch_optim(tiny_dataset, optimizer, momentum):
     config = parse_run_config(lr=0.01, arch="32", optimizer=optimizer, momentum=momentum)

@@ -11,11 +11,13 @@ from typer.testing import CliRunner
 
 from trainer.config import ARCH_PRESETS, ConfigError, parse_run_config
 from trainer.sweep import (
+    COLUMNS,
     MAX_STACK,
     PRESETS,
     RunRow,
     Sweep,
     TableWriter,
+    accuracy_cell,
     expand,
     load_sweep,
     parse_grid,
@@ -23,6 +25,7 @@ from trainer.sweep import (
     split_archs,
     table_columns,
     table_text,
+    varying_axes,
 )
 from tui.cli import app
 
@@ -106,6 +109,24 @@ def test_table_columns_fit_the_question():
     assert table_columns("architectures") == ["structure", "accuracy", "params"]
     configs = expand(parse_grid(lr="0.1,0.01", seed="0,1"))
     assert table_columns("grid", configs) == ["lr", "seed", "accuracy", "epoch", "status"]
+
+
+def test_varying_axes_name_what_differs_between_runs():
+    assert varying_axes(expand(parse_grid(lr="0.1,0.01", arch="base,wider"))) == ["arch", "lr"]
+    assert varying_axes(expand(parse_grid(lr="0.1"))) == []
+
+
+def test_a_pending_row_reads_its_config_and_has_no_results():
+    config = parse_run_config(arch="base", lr=0.01)
+    pending = RunRow.pending(config)
+    assert [COLUMNS[c].text(pending) for c in ("lr", "structure", "params", "epoch")] == [
+        "0.01",
+        "base (256,512)",
+        "337,674",
+        "-",
+    ]
+    assert pending.status == "pending" and pending.final_test_acc is None
+    assert accuracy_cell(pending) == "pending"
 
 
 def test_markdown_table():

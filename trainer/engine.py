@@ -135,6 +135,29 @@ class MLPStepper:
             self.optimizer.step()
         return loss
 
+    def fused_step(self, x: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """``step`` for plain SGD without writing the gradients out: each weight
+        update is one ``addmm_`` (W -= lr * grad^T h) after the gradient has
+        been propagated through W. On a CPU the big layers' gradient tensors
+        cost as much memory traffic as their matmuls; steps that report
+        gradient statistics use ``step``."""
+        outputs = self.forward(x)
+        logits = outputs[-1]
+        log_probs = torch.log_softmax(logits, 1)
+        loss = F.nll_loss(log_probs, y, reduction="sum")
+        self.loss_sum += loss
+        self.correct += (logits.argmax(1) == y).sum()
+        grad = log_probs.exp_().sub_(onehot).div_(x.shape[0])
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[index]
+            back = None
+            if index:
+                back = torch.ops.aten.threshold_backward(grad @ layer.weight, outputs[index], 0)
+            layer.weight.addmm_(grad.t(), outputs[index], alpha=-self.lr)
+            layer.bias.add_(grad.sum(0), alpha=-self.lr)
+            grad = back
+        return loss
+
     def grad_stats(self) -> torch.Tensor:
         """[grad mean, global L2 norm, L2 norm per layer...] of the last step."""
         sums = torch.stack([g.sum() for g in self.grads])
@@ -380,6 +403,8 @@ def run(
     if resume is not None:
         _restore(stepper, model, shuffler, resume)
     train_step, note = choose_step(stepper, batch, device)
+    # steps that report no statistics need no gradient tensors (eager plain SGD)
+    quiet_step = stepper.fused_step if stepper.plain_sgd and train_step == stepper.step else train_step
     if note:
         log.warning(note)
     yield RunStarted(
@@ -415,8 +440,11 @@ def run(
                     break
                 step += 1
                 end = start + batch
-                loss = train_step(x_all[start:end], y_all[start:end], onehot[start:end])
-                if is_metric_step(step, config.full_steps, config.step_every):
+                metric_step = is_metric_step(step, config.full_steps, config.step_every)
+                loss = (train_step if metric_step else quiet_step)(
+                    x_all[start:end], y_all[start:end], onehot[start:end]
+                )
+                if metric_step:
                     recorder.record(step, epoch, loss / (min(end, n_train) - start), stepper.grad_stats())
                 if recorder.due():
                     events = recorder.flush()

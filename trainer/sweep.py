@@ -246,6 +246,12 @@ class RunRow:
     seconds: float
 
     @classmethod
+    def pending(cls, config: RunConfig) -> RunRow:
+        """A row for a run that has not finished: its config columns read as
+        they will, its results are empty."""
+        return cls(config, "", "", "pending", None, None, None, 0, 0.0)
+
+    @classmethod
     def from_record(cls, record: SessionRecord) -> RunRow:
         results = record.results
         return cls(
@@ -328,6 +334,20 @@ COLUMNS = {
 CSV_NAMES = {"accuracy": "accuracy", "epoch": "converged_epoch", "params": "parameters"}
 
 
+AXES: dict[str, Callable[[RunConfig], object]] = {
+    "arch": lambda c: c.model.hidden,
+    "lr": lambda c: c.optimizer.lr,
+    "batch": lambda c: c.batch_size,
+    "optimizer": lambda c: c.optimizer.name,
+    "seed": lambda c: c.seed,
+}
+
+
+def varying_axes(configs: Sequence[RunConfig]) -> list[str]:
+    """The grid axes (as column names) whose value differs between ``configs``."""
+    return [name for name, key in AXES.items() if len({key(c) for c in configs}) > 1]
+
+
 def table_columns(table: str, configs: Sequence[RunConfig] = ()) -> list[str]:
     """The columns that answer the table's question; ``grid`` shows the axes
     that vary across ``configs`` plus accuracy, converged epoch and status."""
@@ -337,15 +357,7 @@ def table_columns(table: str, configs: Sequence[RunConfig] = ()) -> list[str]:
         return ["lr", "accuracy", "epoch"]
     if table == "architectures":
         return ["structure", "accuracy", "params"]
-    axes = {
-        "arch": lambda c: c.model.hidden,
-        "lr": lambda c: c.optimizer.lr,
-        "batch": lambda c: c.batch_size,
-        "optimizer": lambda c: c.optimizer.name,
-        "seed": lambda c: c.seed,
-    }
-    varying = [name for name, key in axes.items() if len({key(c) for c in configs}) > 1]
-    return (varying or ["arch", "lr"]) + ["accuracy", "epoch", "status"]
+    return (varying_axes(configs) or ["arch", "lr"]) + ["accuracy", "epoch", "status"]
 
 
 class TableWriter:

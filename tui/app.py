@@ -6,7 +6,7 @@ tui/screens, widgets in tui/widgets; the app itself only routes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -19,8 +19,10 @@ from trainer.config import RunConfig
 from trainer.session import ListingCache, SessionRecord
 from tui.screens.configure import ConfigureScreen
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.live import LiveScreen
+from tui.screens.live import DatasetCache, LiveScreen
 from tui.screens.sessions import SessionsScreen
+from tui.screens.sweep import SweepScreen
+from tui.screens.sweep_run import SweepPlan
 
 
 class Probe(Protocol):
@@ -40,16 +42,24 @@ class FmlabApp(App):
         "screens/live.tcss",
         "screens/sessions.tcss",
         "screens/compare.tcss",
+        "screens/sweep.tcss",
         "screens/dialog.tcss",
     ]
     TITLE = "fmlab"
-    MODES = {"configure": ConfigureScreen, "live": "live", "sessions": SessionsScreen}
+    MODES = {"configure": ConfigureScreen, "live": "live", "sessions": SessionsScreen, "sweep": "sweep"}
     BINDINGS = [
         Binding("f2", "switch_mode('configure')", "Configure"),
         Binding("f3", "switch_mode('live')", "Live"),
         Binding("f4", "switch_mode('sessions')", "Sessions"),
-        Binding("ctrl+t", "toggle_theme", "Theme"),
+        Binding("f5", "switch_mode('sweep')", "Sweep"),
+        # off the footer, which has no room for it at 80 columns; the palette has it too
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
+    # what starting something new asks while one of these is training
+    STOP_QUESTIONS = {
+        "live": "A run is training. Stop it (it is saved as stopped) and start this one?",
+        "sweep": "A sweep is training. Stop it (its runs are saved as stopped) and start this one?",
+    }
 
     def __init__(
         self, sessions_dir: Path, data_dir: Path | None, replay: SessionRecord | None, probe: Probe
@@ -60,11 +70,16 @@ class FmlabApp(App):
         self.replay = replay
         self.probe = probe
         self.listing = ListingCache()
+        # one copy of the data for the live view and the sweep view: only one trains at a time
+        self.datasets = DatasetCache(data_dir)
 
     def on_mount(self) -> None:
         # list the sessions while the user looks at the first screen
         self.call_after_refresh(self.prefetch_listing)
-        self.install_screen(LiveScreen(), "live")
+        live = LiveScreen()
+        live.datasets = self.datasets
+        self.install_screen(live, "live")
+        self.install_screen(SweepScreen(), "sweep")
         if self.replay is None:
             self.switch_mode("configure")
         else:
@@ -79,27 +94,62 @@ class FmlabApp(App):
     def training_view(self) -> LiveScreen:
         return self.get_screen("live", LiveScreen)
 
+    @property
+    def sweep_view(self) -> SweepScreen:
+        return self.get_screen("sweep", SweepScreen)
+
+    def training_views(self) -> dict[str, LiveScreen | SweepScreen]:
+        """The views that train, by mode; at most one of them is busy."""
+        return {"live": self.training_view, "sweep": self.sweep_view}
+
     def start_training(self, config: RunConfig) -> None:
-        """Open the live view on a new run; asks first if one is training."""
+        """Open the live view on a new run; asks first if a run or sweep is training."""
 
-        async def begin(confirmed: bool | None = True) -> None:
-            if confirmed:
-                await self.switch_mode("live")
-                self.training_view.start_training(config)
+        async def begin() -> None:
+            await self.switch_mode("live")
+            self.training_view.start_training(config)
 
-        if self.training_view.busy:
-            question = "A run is training. Stop it (it is saved as stopped) and start this one?"
-            self.push_screen(ConfirmScreen(question), begin)
+        self._start_alone(begin)
+
+    def start_sweep(self, plan: SweepPlan) -> None:
+        """Train a sweep in the sweep view; asks first if a run or sweep is training."""
+
+        async def begin() -> None:
+            await self.switch_mode("sweep")
+            self.sweep_view.start_sweep(plan)
+
+        self._start_alone(begin)
+
+    def _start_alone(self, begin: Callable[[], Awaitable[None]]) -> None:
+        """Call ``begin`` once nothing else trains: one training at a time
+        shares the machine and the data. Whatever trains is stopped (and saved)
+        first, if the user agrees."""
+        busy = [mode for mode, view in self.training_views().items() if view.busy]
+
+        async def stop_then_begin(confirmed: bool | None = True) -> None:
+            if not confirmed:
+                return
+            for mode in busy:
+                await self.training_views()[mode].stop_and_wait()
+            await begin()
+
+        if busy:
+            self.push_screen(ConfirmScreen(self.STOP_QUESTIONS[busy[0]]), stop_then_begin)
         else:
-            self.call_later(begin)
+            self.call_later(stop_then_begin)
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     async def action_quit(self) -> None:
-        if self.training_view.busy:
-            self.notify("Stopping the run and saving it…")
-            await self.training_view.stop_and_wait()
+        for mode, view in self.training_views().items():
+            if view.busy:
+                self.notify(
+                    "Stopping the run and saving it…"
+                    if mode == "live"
+                    else "Stopping the sweep and saving it…"
+                )
+                await view.stop_and_wait()
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -113,7 +163,15 @@ class FmlabApp(App):
             lambda: self.switch_mode("sessions"),
         )
         yield SystemCommand(
+            "Sweep",
+            "Train a grid of runs and compare them as they go (F5)",
+            lambda: self.switch_mode("sweep"),
+        )
+        yield SystemCommand(
             "Stop run", "Stop the training run; it is saved as stopped", self.training_view.action_stop_run
+        )
+        yield SystemCommand(
+            "Stop sweep", "Stop the sweep; its runs are saved as stopped", self.sweep_view.action_stop_sweep
         )
         yield SystemCommand(
             "Toggle light/dark", "Switch between the light and the dark theme", self.action_toggle_theme

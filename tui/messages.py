@@ -1,4 +1,4 @@
-"""Messages that carry a run's events from a worker thread to the UI.
+"""Messages that carry a run's (or a sweep's) events from a worker thread to the UI.
 
 A worker wraps each engine (or replay) event in one of these and posts it;
 ``post_message`` does not wait for the UI, so the run never stalls on drawing.
@@ -11,6 +11,7 @@ from pathlib import Path
 from textual.message import Message
 
 from trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
+from trainer.sweep import RunRow
 
 
 class RunMessage(Message):
@@ -61,6 +62,28 @@ class SaveFailed(RunMessage):
     def __init__(self, run_id: int, reason: str) -> None:
         super().__init__(run_id)
         self.reason = reason
+
+
+class SweepEventRecorded(RunMessage):
+    """One event of the run at ``index`` (grid order) of the sweep numbered
+    ``run_id``; ``row`` is that run's table row, given with its RunFinished."""
+
+    def __init__(self, run_id: int, index: int, event: Event, row: RunRow | None = None) -> None:
+        super().__init__(run_id)
+        self.index = index
+        self.event = event
+        self.row = row
+
+
+class SweepEnded(RunMessage):
+    """The sweep is over (``status`` completed or stopped) and its record is
+    written at ``path``."""
+
+    def __init__(self, run_id: int, status: str, path: Path, seconds: float) -> None:
+        super().__init__(run_id)
+        self.status = status
+        self.path = path
+        self.seconds = seconds
 
 
 def message_for(run_id: int, event: Event, session_path: Path | None = None) -> RunMessage:

@@ -113,3 +113,14 @@ def test_live_view_before_any_run(snap_compare, fixed_app):
         await settle(pilot)
 
     assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=live)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sweep_with_the_lr_preset(snap_compare, fixed_app, size):
+    async def lr_preset(pilot):
+        await pilot.press("f5")
+        await settle(pilot)
+        pilot.app.screen.query_one("#sw-preset").value = "lr"
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=lr_preset)

@@ -26,8 +26,10 @@ class LossChart(MetricChart):
         many = len(self.runs) > 1
         for index, run in enumerate(self.runs):
             color = RUN_COLORS[index % len(RUN_COLORS)]
-            train_label = f"{run.name} train" if many else "train (step)"
-            test_label = f"{run.name} test" if many else "test (epoch)"
+            # several runs: one legend entry each (the colour ties its test
+            # points to it), or the legend covers the chart
+            train_label = run.name if many else "train (step)"
+            test_label = "" if many else "test (epoch)"
             self.line(run.step_x(self.x_axis), run.loss, train_label, color, log=log)
             test_color = color if many else RUN_COLORS[1]
             self.points(run.epoch_x(self.x_axis), run.test_loss, test_label, test_color, log=log)

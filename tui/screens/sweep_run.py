@@ -1,0 +1,211 @@
+"""What the sweep view knows about the sweep it shows, and how it reads in
+words: the checked form (SweepPlan), each run's progress (SweepMember) and the
+whole sweep's (SweepRun). The screen only asks these for text and cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.config import ConfigError, RunConfig
+from trainer.events import EpochMetrics, RunStarted, StepMetrics
+from trainer.sweep import (
+    COLUMNS,
+    FINISHED,
+    PRESETS,
+    RunRow,
+    expand,
+    grid_to_dict,
+    parse_grid,
+    table_columns,
+    varying_axes,
+)
+from tui.screens.live_run import clock_text
+from tui.widgets.metric_chart import RunSeries
+
+RESULT_COLUMNS = ("accuracy", "epoch", "status")  # filled in while a run trains
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A checked form: everything a Sweep is made from."""
+
+    configs: list[RunConfig]
+    table: str
+    preset: str | None
+    grid: dict
+    batched: bool
+
+    @property
+    def name(self) -> str:
+        return self.preset or "grid"
+
+
+def check_form(
+    preset: str, values: dict[str, object], batched: bool
+) -> tuple[SweepPlan | None, dict[str, str]]:
+    """The plan, or None and each refused field with its reason.
+
+    Every field is checked alone first (parse_grid stops at the first bad
+    option), then together with the preset's other options; a refusal no field
+    shows is filed under ``""``.
+    """
+    errors: dict[str, str] = {}
+    for name, value in values.items():
+        try:
+            parse_grid(**{name: value})
+        except ConfigError as exc:
+            errors[name] = exc.message
+    if errors:
+        return None, errors
+    chosen = PRESETS.get(preset)
+    options = dict(chosen.options) if chosen else {}
+    options.update(values)
+    try:
+        grid = parse_grid(**options)
+        configs = expand(grid)
+    except ConfigError as exc:
+        where = exc.field if exc.field in values else ""
+        return None, {where: exc.message if where else str(exc)}
+    table = chosen.table if chosen else "grid"
+    return SweepPlan(configs, table, chosen.name if chosen else None, grid_to_dict(grid), batched), {}
+
+
+def sweep_columns(table: str, configs: list[RunConfig]) -> list[str]:
+    """The CLI's columns for the table, led by any axis of the grid they leave
+    out (an lr preset asked for two architectures) and ending in the status."""
+    columns = table_columns(table, configs)
+    shown = set(columns) | ({"arch"} if "structure" in columns else set())
+    columns = [axis for axis in varying_axes(configs) if axis not in shown] + columns
+    return columns if "status" in columns else [*columns, "status"]
+
+
+def fit_path(path: Path, width: int) -> str:
+    """``path`` relative to the working folder where it is under it, and cut
+    from the left to ``width`` characters: the file name is what tells sweeps apart."""
+    try:
+        text = str(path.resolve().relative_to(Path.cwd()))
+    except (OSError, ValueError):
+        text = str(path)
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
+
+
+def member_name(config: RunConfig) -> str:
+    return f"lr {config.optimizer.lr:g} {config.model.name}"
+
+
+@dataclass
+class SweepMember:
+    """One run of the grid as the view knows it."""
+
+    config: RunConfig
+    series: RunSeries
+    started: bool = False
+    steps_per_epoch: int = 0
+    epochs_done: int = 0
+    test_acc: float | None = None
+    converged_epoch: int | None = None
+    row: RunRow | None = None  # once the run has finished
+
+    def add(self, event) -> None:
+        if isinstance(event, RunStarted):
+            self.started = True
+            self.steps_per_epoch = event.steps_per_epoch
+            self.series.steps_per_epoch = event.steps_per_epoch
+        elif isinstance(event, StepMetrics):
+            self.series.add_step(event)
+        elif isinstance(event, EpochMetrics):
+            self.series.add_epoch(event)
+            self.epochs_done = event.epoch
+            self.test_acc = event.test_acc
+            self.converged_epoch = event.converged_epoch
+
+    def progress(self) -> float:
+        """Epochs done, counting the steps of the epoch under way; a run
+        that ended on its own counts as whole (it may have stopped early)."""
+        if self.row is not None and self.row.status in FINISHED:
+            return float(self.config.epochs)
+        if not self.series.step or not self.steps_per_epoch:
+            return float(self.epochs_done)
+        return max(float(self.epochs_done), self.series.step[-1] / self.steps_per_epoch)
+
+    def cells(self, columns: list[str], ended: bool) -> list[str]:
+        if self.row is not None:
+            return [COLUMNS[c].text(self.row) for c in columns]
+        if not self.started:
+            status = "not run" if ended else "pending"
+        elif ended:  # the sweep failed under it
+            status = "interrupted"
+        else:
+            status = f"[green]running {min(self.epochs_done + 1, self.config.epochs)}/{self.config.epochs}[/]"
+        live = {
+            "accuracy": "-" if self.test_acc is None else f"[dim]{self.test_acc:.2f}[/]",
+            "epoch": "-" if self.converged_epoch is None else str(self.converged_epoch),
+            "status": status,
+        }
+        pending = RunRow.pending(self.config)
+        return [live[c] if c in RESULT_COLUMNS else COLUMNS[c].text(pending) for c in columns]
+
+
+@dataclass
+class SweepRun:
+    """The sweep the table and charts show: planned from the form, or started."""
+
+    plan: SweepPlan
+    members: list[SweepMember]
+    columns: list[str]
+    state: str = "planned"  # planned, running, completed, stopped, refused, failed
+    record_path: Path | None = None
+    problem: str = ""
+    stopping: bool = False
+    began_at: float = 0.0
+    seconds: float | None = None
+
+    @classmethod
+    def of(cls, plan: SweepPlan) -> SweepRun:
+        members = [SweepMember(c, RunSeries(name=member_name(c))) for c in plan.configs]
+        return cls(plan, members, sweep_columns(plan.table, plan.configs))
+
+    @property
+    def ended(self) -> bool:
+        return self.state not in ("planned", "running")
+
+    def runs_done(self) -> int:
+        """Runs that ended on their own (not stopped or failed)."""
+        return sum(m.row is not None and m.row.status in FINISHED for m in self.members)
+
+    def runs_stopped(self) -> int:
+        return sum(m.row is not None and m.row.status == "stopped" for m in self.members)
+
+    def counts(self) -> tuple[int, int]:
+        """Epochs done and in all, in hundredths (the bar counts whole numbers)."""
+        done = sum(min(m.progress(), m.config.epochs) for m in self.members)
+        return int(100 * done), 100 * sum(m.config.epochs for m in self.members)
+
+    def status(self, now: float) -> str:
+        name, runs = f"sweep {self.plan.name}", f"{self.runs_done()}/{len(self.members)} runs done"
+        if self.problem:
+            return f"[red]✗ {name}: {self.problem}[/red]"
+        if self.state == "running":
+            text = f"[green]● {name}[/green]: {runs}"
+            done, total = self.counts()
+            elapsed = now - self.began_at
+            if self.stopping:
+                text += " · [yellow]stopping…[/yellow]"
+            elif done and elapsed > 0:
+                text += f" · ETA {clock_text(elapsed * (total - done) / done)}"
+            return text
+        if self.state == "completed":
+            return f"[green]✓ {name} completed[/green]: {runs} · took {clock_text(self.seconds or 0)}"
+        stopped = self.runs_stopped()
+        return f"[yellow]■ {name} stopped[/yellow]: {runs}" + (
+            f" · {stopped} saved as stopped" if stopped else ""
+        )
+
+    def detail(self, width: int) -> str:
+        if self.record_path is None:
+            return ""
+        if self.state == "refused":
+            return "nothing saved"
+        return f"saved to {fit_path(self.record_path, max(width - 9, 12))}"
