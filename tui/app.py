@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from textual import work
+from textual._context import active_app
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -24,6 +25,8 @@ from tui.screens.sessions import SessionsScreen
 from tui.screens.sweep import SweepScreen
 from tui.screens.sweep_run import SweepPlan
 
+ScreenType = TypeVar("ScreenType", bound=Screen)
+
 
 class Probe(Protocol):
     """What the app asks of the machine (trainer.sysinfo.SystemProbe)."""
@@ -31,6 +34,18 @@ class Probe(Protocol):
     def cuda_status(self) -> tuple[bool, str]: ...
 
     def line(self, device: str | None) -> str: ...
+
+
+def styled_now(screen: ScreenType) -> ScreenType:
+    """Mark a screen that has never been shown as styled by the current
+    stylesheet. Otherwise Textual re-parses every style sheet the first time a
+    mode's screen shows (twice: about 0.3 s here), although this app reads all
+    its .tcss up front and a new screen's widgets are styled as they mount. A
+    screen shown before keeps its count, so it is restyled after a theme change."""
+    count = getattr(active_app.get(), "_css_update_count", None)
+    if count is not None and hasattr(screen, "_css_update_count"):
+        screen._css_update_count = count
+    return screen
 
 
 class FmlabApp(App):
@@ -46,7 +61,12 @@ class FmlabApp(App):
         "screens/dialog.tcss",
     ]
     TITLE = "fmlab"
-    MODES = {"configure": ConfigureScreen, "live": "live", "sessions": SessionsScreen, "sweep": "sweep"}
+    MODES = {
+        "configure": lambda: styled_now(ConfigureScreen()),
+        "live": "live",
+        "sessions": lambda: styled_now(SessionsScreen()),
+        "sweep": "sweep",
+    }
     BINDINGS = [
         Binding("f2", "switch_mode('configure')", "Configure"),
         Binding("f3", "switch_mode('live')", "Live"),
@@ -78,8 +98,8 @@ class FmlabApp(App):
         self.call_after_refresh(self.prefetch_listing)
         live = LiveScreen()
         live.datasets = self.datasets
-        self.install_screen(live, "live")
-        self.install_screen(SweepScreen(), "sweep")
+        self.install_screen(styled_now(live), "live")
+        self.install_screen(styled_now(SweepScreen()), "sweep")
         if self.replay is None:
             self.switch_mode("configure")
         else:

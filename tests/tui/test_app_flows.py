@@ -259,3 +259,20 @@ async def test_theme_toggle_and_palette(fixed_sessions, theme):
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for title in ("New run", "Live view", "Sessions", "Stop run", "Toggle light/dark"):
             assert title in titles
+
+
+async def test_screens_first_shown_after_a_theme_change_wear_that_theme(sessions_dir):
+    """New screens skip Textual's stylesheet refresh (see tui.app.styled_now):
+    they must still be styled by the theme in force when they first show, and
+    screens made before a theme change restyled when shown again."""
+    app = make_app(sessions_dir, None, probe=FixedProbe())
+    async with app.run_test(size=(100, 30)) as pilot:
+        dark = app.screen.styles.background
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        light = app.screen.styles.background
+        assert light != dark
+        for key in ("f4", "f3", "f5", "f2"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen.styles.background == light, key
