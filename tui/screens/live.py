@@ -33,7 +33,7 @@ from tui.widgets.run_progress import RunProgress
 from tui.widgets.system_line import SystemLine
 
 REDRAWS_PER_SECOND = 10
-CHART_SHARE = 0.05
+CHART_SHARE = 0.03
 TRAINING_PROGRESS_EVERY = 0.5  # seconds
 
 

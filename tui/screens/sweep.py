@@ -37,6 +37,7 @@ from tui.widgets.accuracy_chart import AccuracyChart
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.metric_chart import MetricChart
 from tui.widgets.run_progress import RunProgress
+from tui.widgets.validates_soon import ValidatesSoon
 
 REDRAWS_PER_SECOND = 4
 CHART_SHARE = 0.05  # charts may take at most this share of the time while training
@@ -50,7 +51,7 @@ HEADERS = {"structure": "arch", "accuracy": "test %", "epoch": "conv", "params":
 TABLE_SHARE = 0.4  # of the screen's height the table may grow to, with many runs
 
 
-class SweepScreen(Screen):
+class SweepScreen(ValidatesSoon, Screen):
     CSS_PATH = "sweep.tcss"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True),
@@ -67,7 +68,6 @@ class SweepScreen(Screen):
         self.errors: dict[str, str] = {}
         self.cuda_available: bool | None = None  # None until probed
         self.shown: SweepRun | None = None
-        self._check_pending = False
         self._dirty = True
         self._charts_next = 0.0  # when charts may be rebuilt next (perf_counter)
         self._build_mark = 0.0  # MetricChart.build_seconds at the last rebuild
@@ -161,24 +161,6 @@ class SweepScreen(Screen):
             self.show(SweepRun.of(self.plan))
         self._dirty = True
         return self.plan
-
-    def validate_soon(self) -> None:
-        """One check after the pending events: a preset fills three fields at once."""
-        if not self._check_pending:
-            self._check_pending = True
-            self.call_after_refresh(self._validate_pending)
-
-    def _validate_pending(self) -> None:
-        self._check_pending = False
-        self.validate()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        event.stop()
-        self.validate_soon()
-
-    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        event.stop()
-        self.validate_soon()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()

@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from trainer.config import ARCH_PRESETS, ConfigError, RunConfig, parse_run_config
+from tui.widgets.validates_soon import ValidatesSoon
 
 # Run presets: a name, what the menu says, and the fields they set.
 RUN_PRESETS: dict[str, tuple[str, dict[str, object]]] = {
@@ -43,7 +44,7 @@ class Cuda:
     description: str
 
 
-class ConfigForm(VerticalScroll):
+class ConfigForm(ValidatesSoon, VerticalScroll):
     class Changed(Message):
         """The form was edited; ``config`` is None while any field is refused."""
 
@@ -58,7 +59,6 @@ class ConfigForm(VerticalScroll):
         self.cuda: Cuda | None = None
         self.errors: dict[str, str] = {}
         self.config: RunConfig | None = None
-        self._check_pending = False
 
     # ----------------------------------------------------------- layout
 
@@ -178,25 +178,6 @@ class ConfigForm(VerticalScroll):
         hidden = None if "widths" in self.errors else _widths_of(self.raw_values()["arch"])
         self.post_message(self.Changed(self.config, hidden))
         return self.config
-
-    def validate_soon(self) -> None:
-        """Validate once after the pending events: mounting fills every field,
-        each posting a change, and one check (with its restyles) serves them all."""
-        if not self._check_pending:
-            self._check_pending = True
-            self.call_after_refresh(self._validate_pending)
-
-    def _validate_pending(self) -> None:
-        self._check_pending = False
-        self.validate()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        event.stop()
-        self.validate_soon()
-
-    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        event.stop()
-        self.validate_soon()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
