@@ -40,7 +40,7 @@ from tui.widgets.run_progress import RunProgress
 from tui.widgets.validates_soon import ValidatesSoon
 
 REDRAWS_PER_SECOND = 4
-CHART_SHARE = 0.05  # charts may take at most this share of the time while training
+CHART_SHARE = 0.03  # charts may take at most this share of the time while training (as live.py)
 CUSTOM = "custom"
 # the form's text fields: parse_grid keyword -> label, and what they start with
 TEXT_FIELDS = {"lr": "lrs", "arch": "archs", "epochs": "epochs"}
