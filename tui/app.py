@@ -96,9 +96,7 @@ class FmlabApp(App):
     def on_mount(self) -> None:
         # list the sessions while the user looks at the first screen
         self.call_after_refresh(self.prefetch_listing)
-        live = LiveScreen()
-        live.datasets = self.datasets
-        self.install_screen(styled_now(live), "live")
+        self.install_screen(styled_now(LiveScreen()), "live")
         self.install_screen(styled_now(SweepScreen()), "sweep")
         if self.replay is None:
             self.switch_mode("configure")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+from pilot_helpers import type_into, wait_for
 from sessions_fixture import FixedProbe
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Static
 
 from trainer.session import load
 from tui.app import make_app
@@ -20,18 +20,6 @@ from tui.screens.live import LiveScreen
 from tui.screens.sessions import SessionsScreen
 
 SIZE = (100, 30)
-
-
-async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
-
-
-async def type_into(pilot, selector: str, text: str) -> None:
-    pilot.app.screen.query_one(selector, Input).focus()
-    await pilot.press("ctrl+a", "ctrl+k", *text)
 
 
 async def configure(pilot, epochs: str, widths: str = "32") -> None:

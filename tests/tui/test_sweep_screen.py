@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import time
+from functools import partial
 
+import pilot_helpers
+from pilot_helpers import type_into
 from rich.text import Text
 from sessions_fixture import FixedProbe
 from textual.widgets import DataTable, Input, Static
@@ -19,16 +21,8 @@ from tui.screens.sweep import SweepScreen
 SIZE = (100, 30)
 
 
-async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
-
-
-async def type_into(pilot, selector: str, text: str) -> None:
-    pilot.app.screen.query_one(selector, Input).focus()
-    await pilot.press("ctrl+a", "ctrl+k", *text)
+# a whole sweep on tiny data can take a while on a busy 2-core machine
+wait_for = partial(pilot_helpers.wait_for, timeout=60.0)
 
 
 async def open_sweep(pilot, lrs: str, arch: str, epochs: str, stacked: bool = True) -> SweepScreen:

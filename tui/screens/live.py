@@ -25,6 +25,7 @@ from trainer.replay import ReplayControl, play
 from trainer.session import SessionRecord
 from tui.messages import EpochEnded, RunBegan, RunEnded, RunRefused, SaveFailed, StepRecorded, message_for
 from tui.screens.live_run import LiveRun
+from tui.screens.training_job import TrainingJob
 from tui.widgets.accuracy_chart import AccuracyChart
 from tui.widgets.gradient_chart import GradientChart
 from tui.widgets.loss_chart import LossChart
@@ -55,7 +56,7 @@ class DatasetCache:
             return self._loaded[str(device)]
 
 
-class LiveScreen(Screen):
+class LiveScreen(TrainingJob, Screen):
     CSS_PATH = "live.tcss"
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -74,7 +75,6 @@ class LiveScreen(Screen):
         self.run_id = 0
         self.cancel = threading.Event()
         self.job: Worker | None = None
-        self.datasets: DatasetCache | None = None
         self._dirty = True
         self._charts_next = 0.0  # when charts may be rebuilt next (perf_counter)
         self._progress_next = 0.0  # when the progress line may be redrawn next, while training
@@ -99,10 +99,6 @@ class LiveScreen(Screen):
 
     # ------------------------------------------------------------ starting
 
-    @property
-    def busy(self) -> bool:
-        return self.job is not None and self.job.state in (WorkerState.PENDING, WorkerState.RUNNING)
-
     def _reset(self) -> int:
         self.run_id += 1
         self.live = LiveRun(replay=self.record is not None)
@@ -113,9 +109,7 @@ class LiveScreen(Screen):
         """Train ``config`` here; a run still going is stopped (and saved) first."""
         self.cancel.set()
         self.cancel = threading.Event()
-        if self.datasets is None:
-            self.datasets = DatasetCache(self.app.data_dir)
-        self.job = self._train(self._reset(), config, self.cancel, self.app.sessions_dir)
+        self.job = self._train(self._reset(), config, self.app.datasets, self.cancel, self.app.sessions_dir)
 
     def start_replay(self) -> None:
         assert self.record is not None
@@ -124,13 +118,20 @@ class LiveScreen(Screen):
         self.job = self._replay(self._reset(), self.record, self.control)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run")
-    def _train(self, run_id: int, config: RunConfig, cancel: threading.Event, sessions_dir: Path) -> None:
+    def _train(
+        self,
+        run_id: int,
+        config: RunConfig,
+        datasets: DatasetCache,
+        cancel: threading.Event,
+        sessions_dir: Path,
+    ) -> None:
         from trainer import data, engine
         from trainer.session import SessionRecorder
 
         worker = get_current_worker()
         try:
-            dataset = self.datasets.get(config.device)
+            dataset = datasets.get(config.device)
         except (data.DataError, ConfigError) as exc:
             self.post_message(RunRefused(run_id, str(exc)))
             return
@@ -151,16 +152,8 @@ class LiveScreen(Screen):
                 return
             self.post_message(message_for(run_id, event, record.path))
 
-    async def stop_and_wait(self) -> None:
-        """Stop the run and wait until its session is saved."""
-        worker = self.job
-        if worker is None or not self.busy:
-            return
+    def request_stop(self) -> None:
         self.action_stop_run()
-        try:
-            await worker.wait()
-        except Exception:  # failed or cancelled: either way it has ended
-            pass
 
     # ------------------------------------------------------------ events
 

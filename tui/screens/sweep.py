@@ -33,6 +33,7 @@ from trainer.sweep import (
 from tui.messages import RunRefused, SaveFailed, SweepEnded, SweepEventRecorded
 from tui.screens.live import DatasetCache
 from tui.screens.sweep_run import SweepPlan, SweepRun, check_form
+from tui.screens.training_job import TrainingJob
 from tui.widgets.accuracy_chart import AccuracyChart
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.metric_chart import MetricChart
@@ -51,7 +52,7 @@ HEADERS = {"structure": "arch", "accuracy": "test %", "epoch": "conv", "params":
 TABLE_SHARE = 0.4  # of the screen's height the table may grow to, with many runs
 
 
-class SweepScreen(ValidatesSoon, Screen):
+class SweepScreen(ValidatesSoon, TrainingJob, Screen):
     CSS_PATH = "sweep.tcss"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True),
@@ -213,10 +214,6 @@ class SweepScreen(ValidatesSoon, Screen):
 
     # ------------------------------------------------------------ starting
 
-    @property
-    def busy(self) -> bool:
-        return self.job is not None and self.job.state in (WorkerState.PENDING, WorkerState.RUNNING)
-
     def start_sweep(self, plan: SweepPlan) -> None:
         """Train ``plan`` here; a sweep still going is stopped (and saved) first."""
         self.cancel.set()
@@ -259,16 +256,8 @@ class SweepScreen(ValidatesSoon, Screen):
         record = runner.record
         self.post_message(SweepEnded(sweep_id, record.status, record.path, record.seconds))
 
-    async def stop_and_wait(self) -> None:
-        """Stop the sweep and wait until its sessions and record are saved."""
-        worker = self.job
-        if worker is None or not self.busy:
-            return
+    def request_stop(self) -> None:
         self.action_stop_sweep()
-        try:
-            await worker.wait()
-        except Exception:  # failed or cancelled: either way it has ended
-            pass
 
     # ------------------------------------------------------------ events
 
