@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainer.config import RunConfig, parse_run_config
+from fmlab.trainer.config import RunConfig, parse_run_config
 
 
 def steady_rate(seconds: list[float], train_size: int) -> float:
@@ -45,9 +45,10 @@ def steady_rate(seconds: list[float], train_size: int) -> float:
 
 
 def headless_rate(config: RunConfig, data_dir: Path | None) -> float:
-    from trainer import data, engine
-    from trainer.events import EpochMetrics
-    from trainer.session import SessionRecorder
+    from fmlab.trainer import data
+    from fmlab.trainer.events import EpochMetrics
+    from fmlab.trainer.sessions.format import SessionRecorder
+    from fmlab.trainer.training import loop as engine
 
     dataset = data.load(data.locate(data_dir), engine.resolve_device(config.device))
     with tempfile.TemporaryDirectory() as sessions:
@@ -61,8 +62,8 @@ def headless_rate(config: RunConfig, data_dir: Path | None) -> float:
 
 
 async def app_rate(config: RunConfig, data_dir: Path | None, size: tuple[int, int]) -> float:
-    from tui.app import make_app
-    from tui.messages import EpochEnded, RunBegan, RunEnded
+    from fmlab.tui.app import make_app
+    from fmlab.tui.messages import EpochEnded, RunBegan, RunEnded
 
     epochs: list[float] = []
     train_size = []

@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 import torch
+from fmlab.trainer import data
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.events import EpochMetrics
+from fmlab.trainer.training import loop as engine
 
 from bench.textbook import textbook_epochs, torchvision_root
-from trainer import data, engine
-from trainer.config import parse_run_config
-from trainer.events import EpochMetrics
 
 
 def main() -> None:

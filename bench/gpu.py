@@ -26,10 +26,10 @@ import traceback
 import warnings
 
 import torch
-
-from trainer import data, engine
-from trainer.config import parse_run_config
-from trainer.events import EpochMetrics, RunFinished, RunStarted
+from fmlab.trainer import data
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted
+from fmlab.trainer.training import loop as engine
 
 LR = 0.1
 

@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainer.config import parse_run_config
-from trainer.events import EpochMetrics, RunFinished, RunResults, RunStarted, StepMetrics
-from trainer.models import summarize
-from trainer.session import SessionRecorder, encode, write_atomic
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.events import EpochMetrics, RunFinished, RunResults, RunStarted, StepMetrics
+from fmlab.trainer.models import summarize
+from fmlab.trainer.sessions.format import SessionRecorder, encode, write_atomic
 
 FMLAB = [sys.executable, "-m", "tui.cli"]
 # leaves at once after the first refresh: an exit that waits for background
@@ -34,7 +34,7 @@ FMLAB = [sys.executable, "-m", "tui.cli"]
 FIRST_PAINT = """
 import os, sys
 from pathlib import Path
-from tui.app import make_app
+from fmlab.tui.app import make_app
 app = make_app(sessions_dir=Path(sys.argv[1]), data_dir=None, replay=None)
 app.call_after_refresh(lambda: os._exit(0))
 app.run(headless=True, size=(100, 30))

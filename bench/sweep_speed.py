@@ -22,11 +22,11 @@ import statistics
 import time
 
 import torch
-
-from trainer import data, engine
-from trainer.batched import run_batched
-from trainer.config import parse_run_config
-from trainer.events import EpochMetrics, RunFinished
+from fmlab.trainer import data
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.events import EpochMetrics, RunFinished
+from fmlab.trainer.training import loop as engine
+from fmlab.trainer.training.stack import run_batched
 
 
 def advance_single(stream, done: dict) -> float:

@@ -26,7 +26,7 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tiny_data_dir):
-    from trainer import data
+    from fmlab.trainer import data
 
     return data.load(data.locate(tiny_data_dir))
 

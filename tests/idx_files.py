@@ -8,7 +8,7 @@ import random
 import struct
 from pathlib import Path
 
-from trainer.data import FILES, IMAGE_MAGIC, LABEL_MAGIC
+from fmlab.trainer.data import FILES, IMAGE_MAGIC, LABEL_MAGIC
 
 
 def idx_bytes(magic: int, dims: tuple[int, ...], payload: bytes) -> bytes:

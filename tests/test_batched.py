@@ -6,13 +6,13 @@ import threading
 
 import pytest
 import torch
-
-from trainer import batched, engine
-from trainer.batched import StackedStepper, can_batch, group_key, run_batched
-from trainer.config import parse_run_config
-from trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
-from trainer.models import build_mlp
-from trainer.session import SessionRecorder, load
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
+from fmlab.trainer.models import build_mlp
+from fmlab.trainer.sessions.format import SessionRecorder, load
+from fmlab.trainer.training import loop as engine
+from fmlab.trainer.training import stack as batched
+from fmlab.trainer.training.stack import StackedStepper, can_batch, group_key, run_batched
 
 SMALL = "48,32"  # a small net keeps these tests fast; the math is the same
 

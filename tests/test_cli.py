@@ -3,9 +3,8 @@ import subprocess
 import sys
 
 import pytest
+from fmlab.tui.cli import app
 from typer.testing import CliRunner
-
-from tui.cli import app
 
 runner = CliRunner()
 
@@ -115,7 +114,7 @@ def test_data_command_reports_location_and_sizes(tiny_data_dir):
 def test_help_does_not_import_torch_or_textual():
     code = (
         "import sys\n"
-        "from tui.cli import app\n"
+        "from fmlab.tui.cli import app\n"
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'textual', 'matplotlib') if m in sys.modules))\n"
     )

@@ -1,10 +1,7 @@
 import math
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from trainer.config import (
+from fmlab.trainer.config import (
     ConfigError,
     RunConfig,
     config_from_dict,
@@ -12,6 +9,8 @@ from trainer.config import (
     parse_run_config,
     parse_widths,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_defaults_are_the_reference_setup():

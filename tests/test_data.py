@@ -3,10 +3,9 @@ import struct
 
 import pytest
 import torch
+from fmlab.trainer import data
+from fmlab.trainer.data import FILES, IMAGE_MAGIC, DataError
 from idx_files import idx_bytes, learnable_split, write_dataset
-
-from trainer import data
-from trainer.data import FILES, IMAGE_MAGIC, DataError
 
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -3,12 +3,11 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
-
-from trainer import engine
-from trainer.config import ConvergenceRule, parse_run_config
-from trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
-from trainer.metrics import ConvergenceTracker, is_metric_step
-from trainer.models import build_mlp
+from fmlab.trainer.config import ConvergenceRule, parse_run_config
+from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
+from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step
+from fmlab.trainer.models import build_mlp
+from fmlab.trainer.training import loop as engine
 
 
 def run_all(config, dataset, cancel=None):
@@ -169,7 +168,7 @@ def test_shuffle_is_seeded_and_changes_the_order(tiny_dataset):
 
 
 def test_cuda_request_without_cuda_is_a_config_error(monkeypatch):
-    from trainer.config import ConfigError
+    from fmlab.trainer.config import ConfigError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="cuda"):

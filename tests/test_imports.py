@@ -6,7 +6,7 @@ TRAINER_MODULES = sorted(p.stem for p in (Path(__file__).parents[1] / "trainer")
 
 
 def test_trainer_never_imports_the_ui():
-    imports = "\n".join(f"import trainer.{name}" for name in TRAINER_MODULES if name != "__init__")
+    imports = "\n".join(f"import fmlab.trainer.{name}" for name in TRAINER_MODULES if name != "__init__")
     code = (
         imports
         + "\nimport sys\nprint([m for m in ('tui', 'textual', 'plotext', 'textual_plotext') if m in sys.modules])"
@@ -19,5 +19,11 @@ def test_trainer_sources_do_not_mention_the_ui_packages():
     root = Path(__file__).parents[1] / "trainer"
     for path in root.glob("*.py"):
         text = path.read_text()
-        for banned in ("import tui", "from tui", "import textual", "from textual", "import plotext"):
+        for banned in (
+            "import fmlab.tui",
+            "from fmlab.tui",
+            "import textual",
+            "from textual",
+            "import plotext",
+        ):
             assert banned not in text, f"{path.name} has {banned!r}"

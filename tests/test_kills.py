@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import torch
-
-from trainer import data, engine
-from trainer.config import parse_run_config
-from trainer.session import SessionError, SessionRecorder, list_sessions, load
+from fmlab.trainer import data
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.sessions.format import SessionError, SessionRecorder, list_sessions, load
+from fmlab.trainer.training import loop as engine
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 40
@@ -59,7 +59,7 @@ def test_random_sigkills_leave_only_loadable_sessions(tiny_data_dir, tmp_path):
 
 
 def test_sigterm_saves_the_run_as_stopped(tiny_data_dir, tmp_path):
-    code = "import torch; torch.set_num_threads(1); from tui.cli import main; main()"
+    code = "import torch; torch.set_num_threads(1); from fmlab.tui.cli import main; main()"
     process = subprocess.Popen(
         [sys.executable, "-c", code, "train", "--epochs", "10000", "--arch", "32",
          "--data-dir", str(tiny_data_dir), "--sessions-dir", str(tmp_path)],

@@ -1,7 +1,6 @@
 import pytest
-
-from trainer.config import ARCH_PRESETS, ModelSpec, parse_widths
-from trainer.models import build_mlp, summarize
+from fmlab.trainer.config import ARCH_PRESETS, ModelSpec, parse_widths
+from fmlab.trainer.models import build_mlp, summarize
 
 
 @pytest.mark.parametrize("name, total", [("base", 337_674), ("deeper", 2_977_546), ("wider", 2_923_530)])

@@ -10,13 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "tui"))
 
+from fmlab.trainer.config import parse_run_config  # noqa: E402
+from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics  # noqa: E402
+from fmlab.trainer.replay import ReplayControl, play, speed_label, timeline  # noqa: E402
+from fmlab.trainer.sessions.format import SessionRecorder, load  # noqa: E402
+from fmlab.trainer.training import loop as engine  # noqa: E402
 from sessions_fixture import fixed_record  # noqa: E402
-
-from trainer import engine  # noqa: E402
-from trainer.config import parse_run_config  # noqa: E402
-from trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics  # noqa: E402
-from trainer.replay import ReplayControl, play, speed_label, timeline  # noqa: E402
-from trainer.session import SessionRecorder, load  # noqa: E402
 
 
 def test_timeline_is_in_run_order():

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import threading
 
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.events import RunFinished
+from fmlab.trainer.figures import is_png
+from fmlab.trainer.studies.reproduce import (
+    Reproduction,
+    Study,
+    grad_configs,
+    grad_summary,
+    grad_table,
+    plan_studies,
+)
+from fmlab.trainer.studies.sweep import records_of
+from fmlab.tui.cli import app
 from typer.testing import CliRunner
-
-from trainer.config import parse_run_config
-from trainer.events import RunFinished
-from trainer.figures import is_png
-from trainer.reproduce import Reproduction, Study, grad_configs, grad_summary, grad_table, plan_studies
-from trainer.sweep import records_of
-from tui.cli import app
 
 SMALL = "48,32"
 
@@ -100,11 +106,13 @@ def test_gradient_numbers(tiny_dataset, tmp_path):
 
 
 def test_quick_reproduce_command_writes_the_report_and_resumes(tiny_data_dir, tmp_path, monkeypatch):
-    import trainer.reproduce
+    import fmlab.trainer.studies.reproduce
 
     # the real quick plan on a small net; figures are checked above
-    monkeypatch.setattr(trainer.reproduce, "plan_studies", lambda quick, threshold: small_studies())
-    monkeypatch.setattr(trainer.reproduce.Reproduction, "_figures", lambda self, study: None)
+    monkeypatch.setattr(
+        fmlab.trainer.studies.reproduce, "plan_studies", lambda quick, threshold: small_studies()
+    )
+    monkeypatch.setattr(fmlab.trainer.studies.reproduce.Reproduction, "_figures", lambda self, study: None)
     out = tmp_path / "out"
     args = ["reproduce", "--quick", "--out", str(out), "--data-dir", str(tiny_data_dir), "-q"]
     result = CliRunner().invoke(app, args)

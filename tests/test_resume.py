@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.events import EpochMetrics, RunFinished
+from fmlab.trainer.sessions.format import SessionRecorder, checkpoint_path, load
+from fmlab.trainer.training import loop as engine
+from fmlab.tui.cli import app
 from typer.testing import CliRunner
-
-from trainer import engine
-from trainer.config import parse_run_config
-from trainer.events import EpochMetrics, RunFinished
-from trainer.session import SessionRecorder, checkpoint_path, load
-from tui.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +56,7 @@ def test_cli_resumes_a_killed_run_to_the_uninterrupted_result(tiny_data_dir, tmp
 
     killed_dir = tmp_path / "b"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    code = "import torch; torch.set_num_threads(1); from tui.cli import main; main()"
+    code = "import torch; torch.set_num_threads(1); from fmlab.tui.cli import main; main()"
     process = subprocess.Popen(
         [sys.executable, "-c", code, *args, "--sessions-dir", str(killed_dir)],
         cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from trainer import engine, session
-from trainer.config import parse_run_config
-from trainer.events import StepMetrics
-from trainer.session import SessionError, SessionRecorder, StepCurve, encode, load
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.events import StepMetrics
+from fmlab.trainer.sessions import format as session
+from fmlab.trainer.sessions.format import SessionError, SessionRecorder, StepCurve, encode, load
+from fmlab.trainer.training import loop as engine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -161,9 +161,10 @@ def test_running_file_of_a_dead_process_reads_as_interrupted(tiny_dataset, sessi
 TRAIN_FOREVER = """
 import sys, torch
 torch.set_num_threads(1)
-from trainer import data, engine
-from trainer.config import parse_run_config
-from trainer.session import SessionRecorder
+from fmlab.trainer import data
+from fmlab.trainer.training import loop as engine
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.sessions.format import SessionRecorder
 ds = data.load(data.locate(sys.argv[1]))
 recorder = SessionRecorder(sys.argv[2])
 for event in engine.run(parse_run_config(epochs=10_000, arch="64"), ds):

@@ -5,12 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.sessions.format import SessionError, SessionRecorder, load, summarize_file
+from fmlab.trainer.training import loop as engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from trainer import engine
-from trainer.config import parse_run_config
-from trainer.session import SessionError, SessionRecorder, load, summarize_file
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),

@@ -7,10 +7,8 @@ import io
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from trainer.config import ARCH_PRESETS, ConfigError, parse_run_config
-from trainer.sweep import (
+from fmlab.trainer.config import ARCH_PRESETS, ConfigError, parse_run_config
+from fmlab.trainer.studies.sweep import (
     COLUMNS,
     MAX_STACK,
     PRESETS,
@@ -27,7 +25,8 @@ from trainer.sweep import (
     table_text,
     varying_axes,
 )
-from tui.cli import app
+from fmlab.tui.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 SMALL = "48,32"

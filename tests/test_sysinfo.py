@@ -1,7 +1,7 @@
 import sys
 import types
 
-from trainer import sysinfo
+from fmlab.trainer import sysinfo
 
 
 def test_system_line_survives_a_half_imported_torch(monkeypatch):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainer.config import RunConfig
+from fmlab.trainer.config import RunConfig
 
 # How a run ended ("running" only appears in files still being written).
 STATUSES = ("running", "completed", "converged", "diverged", "stopped", "failed", "interrupted")

@@ -15,8 +15,8 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from trainer.config import config_to_dict
-from trainer.session import SessionRecord, write_atomic
+from fmlab.trainer.config import config_to_dict
+from fmlab.trainer.sessions.format import SessionRecord, write_atomic
 
 FORMATS = (".png", ".csv", ".json")
 CSV_COLUMNS = (

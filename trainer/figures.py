@@ -13,8 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.export import export_sessions, new_figure, plot_accuracy, plot_gradients, plot_loss, save_figure
-from trainer.session import SessionRecord
+from fmlab.trainer.export import (
+    export_sessions,
+    new_figure,
+    plot_accuracy,
+    plot_gradients,
+    plot_loss,
+    save_figure,
+)
+from fmlab.trainer.sessions.format import SessionRecord
 
 
 def run_figures(records: list[SessionRecord], out_dir: Path) -> list[Path]:

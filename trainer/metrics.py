@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainer.config import ConvergenceRule
+from fmlab.trainer.config import ConvergenceRule
 
 
 @dataclass

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainer.config import ModelSpec
-from trainer.events import LayerSummary, ModelSummary
+from fmlab.trainer.config import ModelSpec
+from fmlab.trainer.events import LayerSummary, ModelSummary
 
 if TYPE_CHECKING:
     import torch

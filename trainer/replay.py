@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from trainer.events import Event, RunFinished, RunResults, RunStarted, StepMetrics
-from trainer.session import SessionRecord
+from fmlab.trainer.events import Event, RunFinished, RunResults, RunStarted, StepMetrics
+from fmlab.trainer.sessions.format import SessionRecord
 
 SPEEDS = (1.0, 2.0, 5.0, 10.0, math.inf)
 # Playback wakes at most this often; events that fall due meanwhile come out
@@ -82,7 +82,7 @@ class ReplayControl:
 
 def run_started_of(record: SessionRecord) -> RunStarted:
     """The RunStarted event the recorded run began with."""
-    from trainer.models import summarize
+    from fmlab.trainer.models import summarize
 
     env = record.environment
     return RunStarted(

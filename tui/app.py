@@ -10,20 +10,19 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.sessions.format import ListingCache, SessionRecord
+from fmlab.tui.screens.configure import ConfigureScreen
+from fmlab.tui.screens.confirm import ConfirmScreen
+from fmlab.tui.screens.live import DatasetCache, LiveScreen
+from fmlab.tui.screens.sessions import SessionsScreen
+from fmlab.tui.screens.sweep import SweepScreen
+from fmlab.tui.screens.sweep_run import SweepPlan
 from textual import work
 from textual._context import active_app
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-
-from trainer.config import RunConfig
-from trainer.session import ListingCache, SessionRecord
-from tui.screens.configure import ConfigureScreen
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.live import DatasetCache, LiveScreen
-from tui.screens.sessions import SessionsScreen
-from tui.screens.sweep import SweepScreen
-from tui.screens.sweep_run import SweepPlan
 
 ScreenType = TypeVar("ScreenType", bound=Screen)
 
@@ -204,7 +203,7 @@ def make_app(
     probe: Probe | None = None,
 ) -> FmlabApp:
     if probe is None:
-        from trainer.sysinfo import SystemProbe
+        from fmlab.trainer.sysinfo import SystemProbe
 
         probe = SystemProbe()
     return FmlabApp(sessions_dir, data_dir, replay, probe)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
+from fmlab.trainer.studies.sweep import RunRow
 from textual.message import Message
-
-from trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
-from trainer.sweep import RunRow
 
 
 class RunMessage(Message):

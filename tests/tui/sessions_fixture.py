@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from trainer.config import parse_run_config
-from trainer.events import EpochMetrics, RunResults, StepMetrics
-from trainer.models import summarize
-from trainer.session import SessionRecord, StepCurve, encode, write_atomic
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.events import EpochMetrics, RunResults, StepMetrics
+from fmlab.trainer.models import summarize
+from fmlab.trainer.sessions.format import SessionRecord, StepCurve, encode, write_atomic
 
 STEPS_PER_EPOCH = 40
 

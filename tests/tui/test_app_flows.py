@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from fmlab.trainer.sessions.format import load
+from fmlab.tui.app import make_app
+from fmlab.tui.messages import EpochEnded, RunBegan, RunEnded, StepRecorded
+from fmlab.tui.screens.compare import CompareScreen
+from fmlab.tui.screens.configure import ConfigureScreen
+from fmlab.tui.screens.confirm import ConfirmScreen
+from fmlab.tui.screens.export import ExportScreen
+from fmlab.tui.screens.live import LiveScreen
+from fmlab.tui.screens.sessions import SessionsScreen
 from pilot_helpers import type_into, wait_for
 from sessions_fixture import FixedProbe
 from textual.widgets import DataTable, Static
-
-from trainer.session import load
-from tui.app import make_app
-from tui.messages import EpochEnded, RunBegan, RunEnded, StepRecorded
-from tui.screens.compare import CompareScreen
-from tui.screens.configure import ConfigureScreen
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.export import ExportScreen
-from tui.screens.live import LiveScreen
-from tui.screens.sessions import SessionsScreen
 
 SIZE = (100, 30)
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fmlab.tui.app import make_app
+from fmlab.tui.screens.sessions import SessionsScreen
 from sessions_fixture import FixedProbe, write_fixed_sessions
 from textual.widgets import DataTable, Input
-
-from tui.app import make_app
-from tui.screens.sessions import SessionsScreen
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -24,7 +23,7 @@ def fixed_app(tmp_path, monkeypatch):
     records = write_fixed_sessions(Path("sessions"))
 
     def build(replay: bool = False):
-        from trainer.session import load
+        from fmlab.trainer.sessions.format import load
 
         record = load(Path("sessions") / f"{records[0].id}.json") if replay else None
         return make_app(Path("sessions"), None, replay=record, probe=FixedProbe())

@@ -5,18 +5,17 @@ from __future__ import annotations
 from functools import partial
 
 import pilot_helpers
+from fmlab.trainer.sessions.format import load
+from fmlab.trainer.studies.sweep import load_sweep
+from fmlab.tui.app import make_app
+from fmlab.tui.messages import SweepEnded, SweepEventRecorded
+from fmlab.tui.screens.configure import ConfigureScreen
+from fmlab.tui.screens.confirm import ConfirmScreen
+from fmlab.tui.screens.sweep import SweepScreen
 from pilot_helpers import type_into
 from rich.text import Text
 from sessions_fixture import FixedProbe
 from textual.widgets import DataTable, Input, Static
-
-from trainer.session import load
-from trainer.sweep import load_sweep
-from tui.app import make_app
-from tui.messages import SweepEnded, SweepEventRecorded
-from tui.screens.configure import ConfigureScreen
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.sweep import SweepScreen
 
 SIZE = (100, 30)
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from fmlab.trainer.sessions.format import SessionRecord
+from fmlab.tui.widgets.accuracy_chart import AccuracyChart
+from fmlab.tui.widgets.loss_chart import LossChart
+from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
-
-from trainer.session import SessionRecord
-from tui.widgets.accuracy_chart import AccuracyChart
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.metric_chart import MetricChart, RunSeries
 
 
 def percent(value: float | None) -> str:

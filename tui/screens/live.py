@@ -12,6 +12,26 @@ import threading
 import time
 from pathlib import Path
 
+from fmlab.trainer.config import ConfigError, RunConfig
+from fmlab.trainer.replay import ReplayControl, play
+from fmlab.trainer.sessions.format import SessionRecord
+from fmlab.tui.messages import (
+    EpochEnded,
+    RunBegan,
+    RunEnded,
+    RunRefused,
+    SaveFailed,
+    StepRecorded,
+    message_for,
+)
+from fmlab.tui.screens.live_run import LiveRun
+from fmlab.tui.screens.training_job import TrainingJob
+from fmlab.tui.widgets.accuracy_chart import AccuracyChart
+from fmlab.tui.widgets.gradient_chart import GradientChart
+from fmlab.tui.widgets.loss_chart import LossChart
+from fmlab.tui.widgets.metric_chart import MetricChart
+from fmlab.tui.widgets.run_progress import RunProgress
+from fmlab.tui.widgets.system_line import SystemLine
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,19 +39,6 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState, get_current_worker
-
-from trainer.config import ConfigError, RunConfig
-from trainer.replay import ReplayControl, play
-from trainer.session import SessionRecord
-from tui.messages import EpochEnded, RunBegan, RunEnded, RunRefused, SaveFailed, StepRecorded, message_for
-from tui.screens.live_run import LiveRun
-from tui.screens.training_job import TrainingJob
-from tui.widgets.accuracy_chart import AccuracyChart
-from tui.widgets.gradient_chart import GradientChart
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.metric_chart import MetricChart
-from tui.widgets.run_progress import RunProgress
-from tui.widgets.system_line import SystemLine
 
 REDRAWS_PER_SECOND = 10
 CHART_SHARE = 0.03
@@ -47,7 +54,8 @@ class DatasetCache:
         self._lock = threading.Lock()
 
     def get(self, device_name: str):
-        from trainer import data, engine
+        from fmlab.trainer import data
+        from fmlab.trainer.training import loop as engine
 
         device = engine.resolve_device(device_name)
         with self._lock:
@@ -126,8 +134,9 @@ class LiveScreen(TrainingJob, Screen):
         cancel: threading.Event,
         sessions_dir: Path,
     ) -> None:
-        from trainer import data, engine
-        from trainer.session import SessionRecorder
+        from fmlab.trainer import data
+        from fmlab.trainer.sessions.format import SessionRecorder
+        from fmlab.trainer.training import loop as engine
 
         worker = get_current_worker()
         try:

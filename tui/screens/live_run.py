@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.events import EpochMetrics, RunResults, RunStarted, StepMetrics
-from trainer.replay import speed_label
-from tui.widgets.metric_chart import RunSeries
+from fmlab.trainer.events import EpochMetrics, RunResults, RunStarted, StepMetrics
+from fmlab.trainer.replay import speed_label
+from fmlab.tui.widgets.metric_chart import RunSeries
 
 
 def clock_text(seconds: float) -> str:

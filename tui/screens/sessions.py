@@ -9,23 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from textual import work
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
-from textual.worker import Worker, WorkerState
-
-from trainer.session import (
+from fmlab.trainer.sessions.format import (
     SessionError,
     SessionRecord,
     SessionSummary,
     delete_session,
     load,
 )
-from tui.screens.compare import CompareScreen
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.export import ExportScreen
+from fmlab.tui.screens.compare import CompareScreen
+from fmlab.tui.screens.confirm import ConfirmScreen
+from fmlab.tui.screens.export import ExportScreen
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.worker import Worker, WorkerState
 
 COLUMNS = ("", "when", "arch", "lr", "epochs", "final", "best", "conv", "status", "id")
 # fixed widths: an auto-width table measures every cell of every row on each fill
@@ -248,14 +247,14 @@ class SessionsScreen(Screen):
     # ------------------------------------------------------------ actions
 
     def action_open(self) -> None:
-        from tui.screens.live import LiveScreen
+        from fmlab.tui.screens.live import LiveScreen
 
         record = self.current_record()
         if record is not None:
             self.app.push_screen(LiveScreen(replay=record, speed=float("inf")))
 
     def action_replay(self) -> None:
-        from tui.screens.live import LiveScreen
+        from fmlab.tui.screens.live import LiveScreen
 
         record = self.current_record()
         if record is not None:
@@ -294,7 +293,7 @@ class SessionsScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="export")
     def export(self, records: list[SessionRecord], path: Path) -> Path:
-        from trainer.export import export_sessions
+        from fmlab.trainer.export import export_sessions
 
         return export_sessions(records, path)
 

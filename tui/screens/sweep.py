@@ -1,8 +1,8 @@
 """The sweep view: a grid of runs trained together, filling a table and
 overlaid charts as the runs go.
 
-The form goes through trainer.sweep.parse_grid, the door ``fmlab sweep`` uses,
-and the table's columns and finished cells come from trainer.sweep as the
+The form goes through fmlab.trainer.studies.sweep.parse_grid, the door ``fmlab sweep`` uses,
+and the table's columns and finished cells come from fmlab.trainer.studies.sweep as the
 CLI's do. The sweep trains in a thread worker that wraps every ``(index,
 event)`` in a message (never touching widgets); handlers update the
 SweepMember of that run and its table row, and a timer redraws the progress
@@ -15,6 +15,22 @@ from __future__ import annotations
 import threading
 import time
 
+from fmlab.trainer.config import ConfigError
+from fmlab.trainer.events import RunFinished, StepMetrics
+from fmlab.trainer.studies.sweep import (
+    COLUMNS,
+    PRESETS,
+    Sweep,
+)
+from fmlab.tui.messages import RunRefused, SaveFailed, SweepEnded, SweepEventRecorded
+from fmlab.tui.screens.live import DatasetCache
+from fmlab.tui.screens.sweep_run import SweepPlan, SweepRun, check_form
+from fmlab.tui.screens.training_job import TrainingJob
+from fmlab.tui.widgets.accuracy_chart import AccuracyChart
+from fmlab.tui.widgets.loss_chart import LossChart
+from fmlab.tui.widgets.metric_chart import MetricChart
+from fmlab.tui.widgets.run_progress import RunProgress
+from fmlab.tui.widgets.validates_soon import ValidatesSoon
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -22,23 +38,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState, get_current_worker
-
-from trainer.config import ConfigError
-from trainer.events import RunFinished, StepMetrics
-from trainer.sweep import (
-    COLUMNS,
-    PRESETS,
-    Sweep,
-)
-from tui.messages import RunRefused, SaveFailed, SweepEnded, SweepEventRecorded
-from tui.screens.live import DatasetCache
-from tui.screens.sweep_run import SweepPlan, SweepRun, check_form
-from tui.screens.training_job import TrainingJob
-from tui.widgets.accuracy_chart import AccuracyChart
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.metric_chart import MetricChart
-from tui.widgets.run_progress import RunProgress
-from tui.widgets.validates_soon import ValidatesSoon
 
 REDRAWS_PER_SECOND = 4
 CHART_SHARE = 0.03  # charts may take at most this share of the time while training (as live.py)
@@ -238,7 +237,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sweep")
     def _train(self, sweep_id: int, runner: Sweep, datasets: DatasetCache, cancel: threading.Event) -> None:
-        from trainer import data
+        from fmlab.trainer import data
 
         worker = get_current_worker()
         try:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.config import ConfigError, RunConfig
-from trainer.events import EpochMetrics, RunStarted, StepMetrics
-from trainer.sweep import (
+from fmlab.trainer.config import ConfigError, RunConfig
+from fmlab.trainer.events import EpochMetrics, RunStarted, StepMetrics
+from fmlab.trainer.studies.sweep import (
     COLUMNS,
     FINISHED,
     PRESETS,
@@ -21,8 +21,8 @@ from trainer.sweep import (
     table_columns,
     varying_axes,
 )
-from tui.screens.live_run import clock_text
-from tui.widgets.metric_chart import RunSeries
+from fmlab.tui.screens.live_run import clock_text
+from fmlab.tui.widgets.metric_chart import RunSeries
 
 RESULT_COLUMNS = ("accuracy", "epoch", "status")  # filled in while a run trains
 

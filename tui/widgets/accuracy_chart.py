@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui.widgets.metric_chart import RUN_COLORS, MetricChart
+from fmlab.tui.widgets.metric_chart import RUN_COLORS, MetricChart
 
 
 class AccuracyChart(MetricChart):

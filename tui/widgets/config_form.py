@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fmlab.trainer.config import ARCH_PRESETS, ConfigError, RunConfig, parse_run_config
+from fmlab.tui.widgets.validates_soon import ValidatesSoon
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
-
-from trainer.config import ARCH_PRESETS, ConfigError, RunConfig, parse_run_config
-from tui.widgets.validates_soon import ValidatesSoon
 
 # Run presets: a name, what the menu says, and the fields they set.
 RUN_PRESETS: dict[str, tuple[str, dict[str, object]]] = {
@@ -219,7 +218,7 @@ def check_values(values: dict[str, object]) -> tuple[RunConfig | None, dict[str,
 
 
 def _widths_of(arch: object) -> tuple[int, ...] | None:
-    from trainer.config import parse_widths
+    from fmlab.trainer.config import parse_widths
 
     try:
         return parse_widths(str(arch))

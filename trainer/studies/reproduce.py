@@ -33,11 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainer.config import ModelSpec, RunConfig
-from trainer.events import Event
-from trainer.models import summarize
-from trainer.session import SessionRecord, write_atomic
-from trainer.sweep import (
+from fmlab.trainer.config import ModelSpec, RunConfig
+from fmlab.trainer.events import Event
+from fmlab.trainer.models import summarize
+from fmlab.trainer.sessions.format import SessionRecord, write_atomic
+from fmlab.trainer.studies.sweep import (
     PRESETS,
     RunRow,
     Sweep,
@@ -50,7 +50,7 @@ from trainer.sweep import (
 )
 
 if TYPE_CHECKING:
-    from trainer.data import FashionMNIST
+    from fmlab.trainer.data import FashionMNIST
 
 STATE_SCHEMA = "fmlab.reproduce"
 GRAD_STEPS = 100
@@ -96,7 +96,7 @@ class Study:
 
     name: str  # "lr", "convergence", "architectures", "grads"
     title: str
-    table: str  # a trainer.sweep table, or "grads"
+    table: str  # a fmlab.trainer.studies.sweep table, or "grads"
     configs: tuple[RunConfig, ...]
     note: str  # how the runs were set up, for the report
     train_limit: int | None = None  # train on the first N images only (grads)
@@ -267,7 +267,7 @@ class Reproduction:
     def _clear_partial(self, study: Study) -> None:
         """Sessions an earlier attempt left unfinished are retrained, so their
         files would only clutter the study's folder."""
-        from trainer.session import list_sessions
+        from fmlab.trainer.sessions.format import list_sessions
 
         summaries, _ = list_sessions(self.sessions_dir(study))
         for summary in summaries:
@@ -275,7 +275,7 @@ class Reproduction:
                 summary.path.unlink(missing_ok=True)
 
     def _figures(self, study: Study) -> None:
-        from trainer.figures import gradient_figure, run_figures, sweep_figures
+        from fmlab.trainer.figures import gradient_figure, run_figures, sweep_figures
 
         records = records_of(finished_rows(self.sweep(study).rows))
         if not records:

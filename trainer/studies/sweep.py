@@ -5,7 +5,7 @@ sessions plus one sweep record, and summed up in a results table.
   validated :class:`SweepGrid`; ``expand`` lists its RunConfigs in a fixed order.
 - ``PRESETS`` are the reference study's questions as grids plus the table that
   answers each (``lr``, ``convergence``, ``architectures``).
-- :class:`Sweep` trains the configs (stacked via trainer.batched where they
+- :class:`Sweep` trains the configs (stacked via fmlab.trainer.training.stack where they
   share a shape, else one by one through the engine), records every run as an
   ordinary session and keeps the sweep record on disk up to date.
 - ``table_text`` / :class:`TableWriter` print the results as Markdown, CSV or JSON.
@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from trainer.config import (
+from fmlab.trainer.config import (
     ARCH_PRESETS,
     ConfigError,
     RunConfig,
@@ -37,11 +37,11 @@ from trainer.config import (
     parse_run_config,
     parse_widths,
 )
-from trainer.events import Event, RunFinished
-from trainer.session import SessionRecord, SessionRecorder, load, write_atomic
+from fmlab.trainer.events import Event, RunFinished
+from fmlab.trainer.sessions.format import SessionRecord, SessionRecorder, load, write_atomic
 
 if TYPE_CHECKING:
-    from trainer.data import FashionMNIST
+    from fmlab.trainer.data import FashionMNIST
 
 SCHEMA = "fmlab.sweep"
 VERSION = 1
@@ -522,7 +522,7 @@ def sweeps_dir(sessions_dir: Path) -> Path:
 def plan_groups(configs: Sequence[RunConfig], batched: bool) -> list[list[int]]:
     """Config positions grouped into what trains together, in grid order; a
     one-member group goes through the engine."""
-    from trainer.batched import can_batch, group_key
+    from fmlab.trainer.training.stack import can_batch, group_key
 
     if not batched:
         return [[i] for i in range(len(configs))]
@@ -548,8 +548,8 @@ def train_configs(
     batched: bool = True,
 ) -> Iterator[tuple[int, Event]]:
     """Train every config, yielding ``(position, event)``; stacked where possible."""
-    from trainer import engine
-    from trainer.batched import run_batched
+    from fmlab.trainer.training import loop as engine
+    from fmlab.trainer.training.stack import run_batched
 
     cancel = cancel or threading.Event()
     for group in plan_groups(configs, batched):
@@ -565,7 +565,7 @@ def train_configs(
 
 def find_finished(sessions_dir: Path, config: RunConfig) -> SessionRecord | None:
     """A session in ``sessions_dir`` that already ran ``config`` to its end."""
-    from trainer.session import SessionError, list_sessions
+    from fmlab.trainer.sessions.format import SessionError, list_sessions
 
     wanted = config_to_dict(config)
     summaries, _ = list_sessions(Path(sessions_dir))
@@ -675,7 +675,7 @@ def finished_rows(rows: Sequence[RunRow | None]) -> list[RunRow]:
 
 def records_of(rows: Sequence[RunRow]) -> list[SessionRecord]:
     """The session records behind rows (for figures); unreadable ones are skipped."""
-    from trainer.session import SessionError
+    from fmlab.trainer.sessions.format import SessionError
 
     records = []
     for row in rows:

@@ -8,11 +8,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
-
-from trainer.config import ConfigError, RunConfig
-from trainer.events import RunFinished
-from tui.cli_output import FAILURE, fail, percent, print_json, usage_error
-from tui.cli_progress import ProgressPrinter
+from fmlab.trainer.config import ConfigError, RunConfig
+from fmlab.trainer.events import RunFinished
+from fmlab.tui.cli.output import FAILURE, fail, percent, print_json, usage_error
+from fmlab.tui.cli.progress import ProgressPrinter
 
 
 class StopOnSignal:
@@ -41,8 +40,8 @@ class StopOnSignal:
 
 def load_resumable(sessions_dir: Path, ref: str):
     """The session and checkpoint to resume, or a one-line exit."""
-    from trainer.engine import Checkpoint
-    from trainer.session import SessionError, checkpoint_path, find_session, load
+    from fmlab.trainer.sessions.format import SessionError, checkpoint_path, find_session, load
+    from fmlab.trainer.training.loop import Checkpoint
 
     try:
         record = load(find_session(sessions_dir, ref))
@@ -71,8 +70,9 @@ def run_training(
     quiet: bool,
     resume_ref: str | None = None,
 ) -> None:
-    from trainer import data, engine
-    from trainer.session import SessionRecorder
+    from fmlab.trainer import data
+    from fmlab.trainer.sessions.format import SessionRecorder
+    from fmlab.trainer.training import loop as engine
 
     resumed = load_resumable(sessions_dir, resume_ref) if resume_ref else None
     if resumed:

@@ -3,6 +3,7 @@ line per epoch on stderr, so stdout stays clean for ``--json``."""
 
 from __future__ import annotations
 
+from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -11,8 +12,6 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-
-from trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
 
 
 def epoch_line(e: EpochMetrics) -> str:

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-
-from tui.cli_output import FAILURE, fail, plural, usage_error
+from fmlab.tui.cli.output import FAILURE, fail, plural, usage_error
 
 DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz). [env: FMLAB_DATA]"
 SESSIONS_HELP = (
@@ -47,7 +46,7 @@ class _Stdout:
 
 
 def _check_format(fmt: str) -> str:
-    from trainer.sweep import FORMATS
+    from fmlab.trainer.studies.sweep import FORMATS
 
     value = fmt.strip().lower()
     if value not in FORMATS:
@@ -66,8 +65,9 @@ def _check_out_file(out: Optional[Path], option: str = "out") -> None:
 
 
 def _load_data(data_dir: Optional[Path], device: str):
-    from trainer import data, engine
-    from trainer.config import ConfigError
+    from fmlab.trainer import data
+    from fmlab.trainer.config import ConfigError
+    from fmlab.trainer.training import loop as engine
 
     try:
         where = engine.resolve_device(device)
@@ -82,7 +82,7 @@ def _load_data(data_dir: Optional[Path], device: str):
 def _write_out(out: Optional[Path], text: str) -> None:
     if out is None:
         return
-    from trainer.session import write_atomic
+    from fmlab.trainer.sessions.format import write_atomic
 
     try:
         write_atomic(out, text)
@@ -123,7 +123,7 @@ class SweepProgress:
         )
 
     def __call__(self, index: int, event) -> None:
-        from trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
+        from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
 
         if isinstance(event, RunStarted):
             self.steps_per_epoch[index] = max(1, event.steps_per_epoch)
@@ -231,8 +231,8 @@ def sweep(
 
       fmlab sweep --lr 0.1,0.01 --arch base,wider --epochs 5 --format csv
     """
-    from trainer.config import ConfigError
-    from trainer.sweep import PRESETS, expand, grid_to_dict, parse_grid, table_columns
+    from fmlab.trainer.config import ConfigError
+    from fmlab.trainer.studies.sweep import PRESETS, expand, grid_to_dict, parse_grid, table_columns
 
     fmt = _check_format(fmt)
     _check_out_file(out)
@@ -253,14 +253,14 @@ def sweep(
         usage_error(exc.field, exc.message)
     table = chosen.table if chosen else "grid"
     columns = table_columns(table, configs)
-    from tui.cli import require_writable_dir, resolve_sessions_dir
+    from fmlab.tui.cli import require_writable_dir, resolve_sessions_dir
 
     directory = resolve_sessions_dir(sessions_dir)
     require_writable_dir(directory, "sessions-dir")
     if figures is not None:
         require_writable_dir(figures, "figures")
     dataset = _load_data(data_dir, device)
-    from trainer.sweep import Sweep
+    from fmlab.trainer.studies.sweep import Sweep
 
     runner = Sweep(configs, directory, table=table, preset=chosen.name if chosen else None,
                    grid=grid_to_dict(grid), batched=not sequential, on_save_error=_warn)  # fmt: skip
@@ -275,9 +275,9 @@ def _warn(message: str) -> None:
 def _run_sweep(runner, dataset, columns: list[str], fmt: str, quiet: bool) -> None:
     import threading
 
-    from trainer.events import RunFinished
-    from trainer.sweep import TableWriter
-    from tui.cli_train import StopOnSignal
+    from fmlab.trainer.events import RunFinished
+    from fmlab.trainer.studies.sweep import TableWriter
+    from fmlab.tui.cli.train import StopOnSignal
 
     writer = TableWriter(columns, fmt, _Stdout())
     writer.header()
@@ -300,14 +300,14 @@ def _run_sweep(runner, dataset, columns: list[str], fmt: str, quiet: bool) -> No
 
 
 def _finish_sweep(runner, columns: list[str], fmt: str, out: Optional[Path], figures: Optional[Path]) -> None:
-    from trainer.sweep import records_of, table_text
+    from fmlab.trainer.studies.sweep import records_of, table_text
 
     rows = [row for row in runner.rows if row is not None]  # stopped and failed runs too, marked
     _write_out(out, table_text(columns, rows, fmt))
     typer.echo(f"sweep saved: {runner.record.path} ({runner.record.seconds:.1f} s)", err=True)
     if figures is not None and rows:
-        from trainer.export import ExportError
-        from trainer.figures import run_figures, sweep_figures
+        from fmlab.trainer.export import ExportError
+        from fmlab.trainer.figures import run_figures, sweep_figures
 
         try:
             records = records_of(rows)
@@ -353,9 +353,9 @@ def grads(
     Trains the first STEPS batches of epoch 1 (every step recorded) and prints
     a summary, then the mean gradient per step. Example: fmlab grads --figure grads.png
     """
-    from trainer.config import ConfigError
-    from trainer.reproduce import grad_configs, grad_summary_text, grad_table, limit_train
-    from trainer.sweep import parse_grid
+    from fmlab.trainer.config import ConfigError
+    from fmlab.trainer.studies.reproduce import grad_configs, grad_summary_text, grad_table, limit_train
+    from fmlab.trainer.studies.sweep import parse_grid
 
     fmt = _check_format(fmt)
     _check_out_file(out)
@@ -372,8 +372,8 @@ def grads(
         configs = grad_configs(grid.lrs, arch, count, grid.batch_sizes[0], grid.seeds[0], grid.device)
     except ConfigError as exc:
         usage_error(exc.field, exc.message)
-    from trainer.sweep import Sweep, finished_rows, records_of
-    from tui.cli import require_writable_dir, resolve_sessions_dir
+    from fmlab.trainer.studies.sweep import Sweep, finished_rows, records_of
+    from fmlab.tui.cli import require_writable_dir, resolve_sessions_dir
 
     directory = resolve_sessions_dir(sessions_dir)
     require_writable_dir(directory, "sessions-dir")
@@ -395,7 +395,7 @@ def grads(
     typer.echo(text, nl=False)
     _write_out(out, text)
     if figure is not None:
-        from trainer.figures import gradient_figure
+        from fmlab.trainer.figures import gradient_figure
 
         title = f"mean gradient, first {count} steps ({configs[0].model.name}, batch {configs[0].batch_size})"
         typer.echo(f"figure saved: {gradient_figure(records, figure, title)}", err=True)
@@ -405,7 +405,7 @@ def grads(
 def _run_quietly(runner, dataset, quiet: bool) -> None:
     import threading
 
-    from tui.cli_train import StopOnSignal
+    from fmlab.tui.cli.train import StopOnSignal
 
     progress = SweepProgress(runner.record.configs, quiet=quiet)
     cancel = threading.Event()
@@ -442,10 +442,10 @@ def reproduce(
     import threading
     import time
 
-    from trainer.config import ConfigError, parse_run_config
-    from trainer.reproduce import Reproduction, describe_machine
-    from tui.cli import require_writable_dir
-    from tui.cli_train import StopOnSignal
+    from fmlab.trainer.config import ConfigError, parse_run_config
+    from fmlab.trainer.studies.reproduce import Reproduction, describe_machine
+    from fmlab.tui.cli import require_writable_dir
+    from fmlab.tui.cli.train import StopOnSignal
 
     try:
         rule = parse_run_config(threshold=threshold).convergence.threshold

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trainer.config import ConfigError, RunConfig, config_from_dict, config_to_dict
-from trainer.events import (
+from fmlab.trainer.config import ConfigError, RunConfig, config_from_dict, config_to_dict
+from fmlab.trainer.events import (
     STATUSES,
     EpochMetrics,
     Event,
@@ -643,7 +643,7 @@ class SessionRecorder:
         self._started = time.perf_counter() - seconds
 
     def save_checkpoint(self, checkpoint) -> None:
-        """Store a trainer.engine.Checkpoint beside the session file, atomically."""
+        """Store a fmlab.trainer.training.loop.Checkpoint beside the session file, atomically."""
         if self.record is None or self.record.path is None:
             return
         try:

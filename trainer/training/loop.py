@@ -26,10 +26,9 @@ from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
-
-from trainer.config import ConfigError, RunConfig
-from trainer.data import FashionMNIST
-from trainer.events import (
+from fmlab.trainer.config import ConfigError, RunConfig
+from fmlab.trainer.data import FashionMNIST
+from fmlab.trainer.events import (
     EpochMetrics,
     Event,
     RunFinished,
@@ -37,8 +36,8 @@ from trainer.events import (
     RunStarted,
     StepMetrics,
 )
-from trainer.metrics import ConvergenceTracker, is_metric_step
-from trainer.models import build_mlp, linear_layers, summarize
+from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step
+from fmlab.trainer.models import build_mlp, linear_layers, summarize
 
 log = logging.getLogger("fmlab.engine")
 EVAL_BATCH = 10_000

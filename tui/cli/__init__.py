@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-
-from tui.cli_output import fail, optional, percent, print_json, text_table, usage_error
+from fmlab.tui.cli.output import fail, optional, percent, print_json, text_table, usage_error
 
 app = typer.Typer(
     name="fmlab",
@@ -46,7 +45,7 @@ def sessions_dir_option() -> Path:
 
 
 def resolve_sessions_dir(value: Optional[Path]) -> Path:
-    from trainer.session import default_sessions_dir
+    from fmlab.trainer.sessions.format import default_sessions_dir
 
     return value if value is not None else default_sessions_dir()
 
@@ -82,7 +81,7 @@ def tui_command(
 
 
 def open_app(replay: Optional[str], sessions_dir: Optional[Path], data_dir: Optional[Path]) -> None:
-    from trainer.session import SessionError, find_session, load
+    from fmlab.trainer.sessions.format import SessionError, find_session, load
 
     directory = resolve_sessions_dir(sessions_dir)
     replay_record = None
@@ -91,7 +90,7 @@ def open_app(replay: Optional[str], sessions_dir: Optional[Path], data_dir: Opti
             replay_record = load(find_session(directory, replay))
         except SessionError as exc:
             fail(str(exc))
-    from tui.app import make_app
+    from fmlab.tui.app import make_app
 
     make_app(sessions_dir=directory, data_dir=data_dir, replay=replay_record).run()
 
@@ -151,7 +150,7 @@ def train(
     The reference experiment: fmlab train --lr 0.1 --epochs 10 (base MLP, batch
     64, plain SGD, no shuffle) reaches about 87% test accuracy.
     """
-    from trainer.config import ConfigError, parse_run_config
+    from fmlab.trainer.config import ConfigError, parse_run_config
 
     try:
         config = parse_run_config(
@@ -174,7 +173,7 @@ def train(
         usage_error(exc.field, exc.message)
     directory = resolve_sessions_dir(sessions_dir)
     require_writable_dir(directory, "sessions-dir")
-    from tui.cli_train import run_training
+    from fmlab.tui.cli.train import run_training
 
     run_training(config, data_dir, directory, json_output=json_output, quiet=quiet, resume_ref=resume)
 
@@ -185,7 +184,7 @@ def data(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Find Fashion-MNIST and show where it is, its split sizes and classes."""
-    from trainer.data import CLASS_NAMES, DataError, load, locate
+    from fmlab.trainer.data import CLASS_NAMES, DataError, load, locate
 
     try:
         source = locate(data_dir)
@@ -218,8 +217,8 @@ def params(
     """Show each layer's parameter count and the formula behind it."""
     from dataclasses import asdict
 
-    from trainer.config import ConfigError, ModelSpec, parse_widths
-    from trainer.models import summarize
+    from fmlab.trainer.config import ConfigError, ModelSpec, parse_widths
+    from fmlab.trainer.models import summarize
 
     try:
         spec = ModelSpec(parse_widths(arch))
@@ -243,7 +242,7 @@ def sessions_list(
     """List saved sessions, newest first; unreadable files get a warning line."""
     from dataclasses import asdict
 
-    from trainer.session import list_sessions
+    from fmlab.trainer.sessions.format import list_sessions
 
     directory = resolve_sessions_dir(sessions_dir)
     good, bad = list_sessions(directory)
@@ -282,7 +281,7 @@ def sessions_show(
     """Show one session: config, environment, results and per-epoch metrics."""
     import json
 
-    from trainer.session import SessionError, encode, find_session, load
+    from fmlab.trainer.sessions.format import SessionError, encode, find_session, load
 
     try:
         record = load(find_session(resolve_sessions_dir(sessions_dir), session))
@@ -344,8 +343,8 @@ def export(
 ) -> None:
     """Export sessions' metrics as CSV or JSON, or their curves as a PNG figure
     (loss, accuracy and gradient panels; several sessions are overlaid)."""
-    from trainer.export import FORMATS, ExportError, export_sessions
-    from trainer.session import SessionError, find_session, load
+    from fmlab.trainer.export import FORMATS, ExportError, export_sessions
+    from fmlab.trainer.sessions.format import SessionError, find_session, load
 
     if out.suffix.lower() not in FORMATS:
         usage_error("out", f"{out} has no known format; end it with .png, .csv or .json")
@@ -366,7 +365,7 @@ def main() -> None:
 
 
 def _register_more() -> None:
-    from tui.cli_experiments import register
+    from fmlab.tui.cli.experiments import register
 
     register(app)
 

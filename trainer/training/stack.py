@@ -39,10 +39,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
-
-from trainer.config import RunConfig
-from trainer.data import FashionMNIST
-from trainer.engine import (
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.data import FashionMNIST
+from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted, StepMetrics
+from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step
+from fmlab.trainer.models import build_mlp, linear_layers, summarize
+from fmlab.trainer.training.loop import (
     EVAL_BATCH,
     FLUSH_SECONDS,
     capture_graph,
@@ -51,9 +53,6 @@ from trainer.engine import (
     graphed_or_eager,
     resolve_device,
 )
-from trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted, StepMetrics
-from trainer.metrics import ConvergenceTracker, is_metric_step
-from trainer.models import build_mlp, linear_layers, summarize
 
 log = logging.getLogger("fmlab.batched")
 
