@@ -47,7 +47,7 @@ def steady_rate(seconds: list[float], train_size: int) -> float:
 def headless_rate(config: RunConfig, data_dir: Path | None) -> float:
     from fmlab.trainer import data
     from fmlab.trainer.events import EpochMetrics
-    from fmlab.trainer.sessions.format import SessionRecorder
+    from fmlab.trainer.sessions import SessionRecorder
     from fmlab.trainer.training import loop as engine
 
     dataset = data.load(data.locate(data_dir), engine.resolve_device(config.device))

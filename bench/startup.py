@@ -23,12 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from fmlab.trainer.atomic import write_atomic
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunResults, RunStarted, StepMetrics
 from fmlab.trainer.models import summarize
-from fmlab.trainer.sessions.format import SessionRecorder, encode, write_atomic
+from fmlab.trainer.sessions import SessionRecorder, encode
 
-FMLAB = [sys.executable, "-m", "tui.cli"]
+FMLAB = [sys.executable, "-m", "fmlab"]
 # leaves at once after the first refresh: an exit that waits for background
 # workers (the CUDA probe imports torch) would be timed as start-up
 FIRST_PAINT = """
@@ -78,7 +79,7 @@ def best_of(runs: int, command: list[str]) -> float:
 
 def imports_of(args: list[str]) -> list[str]:
     code = (
-        "import sys\nfrom tui.cli import app\n"
+        "import sys\nfrom fmlab.tui.cli import app\n"
         f"try:\n    app({args!r})\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'textual') if m in sys.modules))"
     )
@@ -89,7 +90,7 @@ def imports_of(args: list[str]) -> list[str]:
 def browser_seconds(sessions: str) -> float:
     """F4 to rows on screen, read back from a tmux pane like a person would see it."""
     session = f"fmlab-bench-{os.getpid()}"
-    command = f"{sys.executable} -m tui.cli tui --sessions-dir {sessions}"
+    command = f"{sys.executable} -m fmlab tui --sessions-dir {sessions}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", command], check=True)
     try:
         deadline = time.perf_counter() + 30

@@ -9,7 +9,7 @@ import torch
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
 from fmlab.trainer.models import build_mlp
-from fmlab.trainer.sessions.format import SessionRecorder, load
+from fmlab.trainer.sessions import SessionRecorder, load
 from fmlab.trainer.training import loop as engine
 from fmlab.trainer.training import stack as batched
 from fmlab.trainer.training.stack import StackedStepper, can_batch, group_key, run_batched

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from fmlab.trainer import data
 from fmlab.trainer.config import parse_run_config
-from fmlab.trainer.sessions.format import SessionError, SessionRecorder, list_sessions, load
+from fmlab.trainer.sessions import SessionError, SessionRecorder, list_sessions, load
 from fmlab.trainer.training import loop as engine
 
 REPO = Path(__file__).resolve().parents[1]

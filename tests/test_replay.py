@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent / "tui"))
 from fmlab.trainer.config import parse_run_config  # noqa: E402
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics  # noqa: E402
 from fmlab.trainer.replay import ReplayControl, play, speed_label, timeline  # noqa: E402
-from fmlab.trainer.sessions.format import SessionRecorder, load  # noqa: E402
+from fmlab.trainer.sessions import SessionRecorder, load  # noqa: E402
 from fmlab.trainer.training import loop as engine  # noqa: E402
 from sessions_fixture import fixed_record  # noqa: E402
 

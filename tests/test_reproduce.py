@@ -7,14 +7,8 @@ import threading
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import RunFinished
 from fmlab.trainer.figures import is_png
-from fmlab.trainer.studies.reproduce import (
-    Reproduction,
-    Study,
-    grad_configs,
-    grad_summary,
-    grad_table,
-    plan_studies,
-)
+from fmlab.trainer.studies.grads import grad_summary, grad_table
+from fmlab.trainer.studies.reproduce import Reproduction, Study, grad_configs, plan_studies
 from fmlab.trainer.studies.sweep import records_of
 from fmlab.tui.cli import app
 from typer.testing import CliRunner

@@ -9,7 +9,7 @@ import pytest
 import torch
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished
-from fmlab.trainer.sessions.format import SessionRecorder, checkpoint_path, load
+from fmlab.trainer.sessions import SessionRecorder, checkpoint_path, load
 from fmlab.trainer.training import loop as engine
 from fmlab.tui.cli import app
 from typer.testing import CliRunner

@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from fmlab.trainer import sessions as session
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import StepMetrics
-from fmlab.trainer.sessions import format as session
-from fmlab.trainer.sessions.format import SessionError, SessionRecorder, StepCurve, encode, load
+from fmlab.trainer.sessions import SessionError, SessionRecorder, StepCurve, encode, load
+from fmlab.trainer.sessions import recorder as session_recorder
+from fmlab.trainer.sessions.format import LATER_STEP_POINTS
 from fmlab.trainer.training import loop as engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +64,7 @@ def test_step_curve_stays_bounded():
         curve.add(StepMetrics(step, 1 + step // 1000, 1.0, 0.0, 1.0, (1.0,)))
     assert curve.step[:100] == list(range(1, 101))
     later = curve.step[100:]
-    assert len(later) <= session.LATER_STEP_POINTS
+    assert len(later) <= LATER_STEP_POINTS
     gaps = {b - a for a, b in zip(later, later[1:])}
     assert gaps == {curve.stride}  # evenly spaced
     assert later[-1] > 199_000  # reaches the end of the run
@@ -123,7 +125,7 @@ def test_find_session_by_prefix(tiny_dataset, sessions_dir):
 def test_failed_save_keeps_training_and_reports_once(tiny_dataset, tmp_path, monkeypatch):
     messages = []
     recorder = SessionRecorder(tmp_path / "s", on_error=messages.append)
-    real_write = session.write_atomic
+    real_write = session_recorder.write_atomic
     calls = {"n": 0}
 
     def flaky(path, text):
@@ -132,7 +134,7 @@ def test_failed_save_keeps_training_and_reports_once(tiny_dataset, tmp_path, mon
             raise OSError(28, "No space left on device")
         real_write(path, text)
 
-    monkeypatch.setattr(session, "write_atomic", flaky)
+    monkeypatch.setattr(session_recorder, "write_atomic", flaky)
     for event in engine.run(parse_run_config(epochs=3, arch="8"), tiny_dataset):
         recorder(event)
     assert len(messages) == 1 and "No space left" in messages[0]
@@ -164,7 +166,7 @@ torch.set_num_threads(1)
 from fmlab.trainer import data
 from fmlab.trainer.training import loop as engine
 from fmlab.trainer.config import parse_run_config
-from fmlab.trainer.sessions.format import SessionRecorder
+from fmlab.trainer.sessions import SessionRecorder
 ds = data.load(data.locate(sys.argv[1]))
 recorder = SessionRecorder(sys.argv[2])
 for event in engine.run(parse_run_config(epochs=10_000, arch="64"), ds):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from fmlab.trainer.config import parse_run_config
-from fmlab.trainer.sessions.format import SessionError, SessionRecorder, load, summarize_file
+from fmlab.trainer.sessions import SessionError, SessionRecorder, load, summarize_file
 from fmlab.trainer.training import loop as engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

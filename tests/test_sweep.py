@@ -8,19 +8,13 @@ import json
 
 import pytest
 from fmlab.trainer.config import ARCH_PRESETS, ConfigError, parse_run_config
-from fmlab.trainer.studies.sweep import (
+from fmlab.trainer.studies.grid import PRESETS, expand, parse_grid, split_archs
+from fmlab.trainer.studies.sweep import MAX_STACK, Sweep, load_sweep, plan_groups
+from fmlab.trainer.studies.tables import (
     COLUMNS,
-    MAX_STACK,
-    PRESETS,
     RunRow,
-    Sweep,
     TableWriter,
     accuracy_cell,
-    expand,
-    load_sweep,
-    parse_grid,
-    plan_groups,
-    split_archs,
     table_columns,
     table_text,
     varying_axes,

@@ -15,8 +15,9 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from fmlab.trainer.atomic import write_atomic
 from fmlab.trainer.config import config_to_dict
-from fmlab.trainer.sessions.format import SessionRecord, write_atomic
+from fmlab.trainer.sessions import SessionRecord
 
 FORMATS = (".png", ".csv", ".json")
 CSV_COLUMNS = (

@@ -21,7 +21,7 @@ from fmlab.trainer.export import (
     plot_loss,
     save_figure,
 )
-from fmlab.trainer.sessions.format import SessionRecord
+from fmlab.trainer.sessions import SessionRecord
 
 
 def run_figures(records: list[SessionRecord], out_dir: Path) -> list[Path]:

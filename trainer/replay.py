@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from fmlab.trainer.events import Event, RunFinished, RunResults, RunStarted, StepMetrics
-from fmlab.trainer.sessions.format import SessionRecord
+from fmlab.trainer.sessions import SessionRecord
 
 SPEEDS = (1.0, 2.0, 5.0, 10.0, math.inf)
 # Playback wakes at most this often; events that fall due meanwhile come out

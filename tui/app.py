@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from fmlab.trainer.config import RunConfig
-from fmlab.trainer.sessions.format import ListingCache, SessionRecord
+from fmlab.trainer.sessions import ListingCache, SessionRecord
 from fmlab.tui.screens.configure import ConfigureScreen
 from fmlab.tui.screens.confirm import ConfirmScreen
 from fmlab.tui.screens.live import DatasetCache, LiveScreen

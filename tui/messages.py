@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
-from fmlab.trainer.studies.sweep import RunRow
+from fmlab.trainer.studies.tables import RunRow
 from textual.message import Message
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from fmlab.trainer.atomic import write_atomic
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunResults, StepMetrics
 from fmlab.trainer.models import summarize
-from fmlab.trainer.sessions.format import SessionRecord, StepCurve, encode, write_atomic
+from fmlab.trainer.sessions import SessionRecord, StepCurve, encode
 
 STEPS_PER_EPOCH = 40
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fmlab.trainer.sessions.format import load
+from fmlab.trainer.sessions import load
 from fmlab.tui.app import make_app
 from fmlab.tui.messages import EpochEnded, RunBegan, RunEnded, StepRecorded
 from fmlab.tui.screens.compare import CompareScreen

@@ -23,7 +23,7 @@ def fixed_app(tmp_path, monkeypatch):
     records = write_fixed_sessions(Path("sessions"))
 
     def build(replay: bool = False):
-        from fmlab.trainer.sessions.format import load
+        from fmlab.trainer.sessions import load
 
         record = load(Path("sessions") / f"{records[0].id}.json") if replay else None
         return make_app(Path("sessions"), None, replay=record, probe=FixedProbe())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import pilot_helpers
-from fmlab.trainer.sessions.format import load
+from fmlab.trainer.sessions import load
 from fmlab.trainer.studies.sweep import load_sweep
 from fmlab.tui.app import make_app
 from fmlab.tui.messages import SweepEnded, SweepEventRecorded

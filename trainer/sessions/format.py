@@ -1,12 +1,10 @@
-"""Session files: one JSON file per run, written atomically, read strictly.
+"""Session files: the format. One JSON object per run, read strictly.
 
 Layout: the first line of every file is a header object's members (schema,
 version, id, status, times, config, results), so a listing reads one line per
 file; the rest holds the environment, model summary, per-epoch metrics and the
-step curves. The whole file is one valid JSON object.
-
-Writes go to a temporary file that is fsynced and renamed over the old one, so
-a process killed at any moment leaves either the previous or the new version.
+step curves. Files are written through fmlab.trainer.atomic, so a process
+killed at any moment leaves either the previous or the new version.
 """
 
 from __future__ import annotations
@@ -17,9 +15,6 @@ import math
 import os
 import secrets
 import socket
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,12 +24,9 @@ from fmlab.trainer.config import ConfigError, RunConfig, config_from_dict, confi
 from fmlab.trainer.events import (
     STATUSES,
     EpochMetrics,
-    Event,
     LayerSummary,
     ModelSummary,
-    RunFinished,
     RunResults,
-    RunStarted,
     StepMetrics,
 )
 
@@ -45,10 +37,6 @@ LATER_STEP_POINTS = 512  # step points kept after the first full_steps, at most
 
 class SessionError(Exception):
     """A session file that cannot be used; the message names file and problem."""
-
-
-def default_sessions_dir() -> Path:
-    return Path(os.environ.get("FMLAB_SESSIONS") or "sessions")
 
 
 @dataclass
@@ -214,57 +202,6 @@ def encode(record: SessionRecord) -> str:
     rest = json.dumps(body, allow_nan=False, separators=(",", ":"))
     # header members on line one, so listings can stop reading there
     return head[:-1] + ",\n" + rest[1:] + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a crash leaves old or new, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def write_new(path: Path, text: str) -> None:
-    """Create ``path`` holding ``text``, failing with FileExistsError if it
-    exists. The text is written to a temporary file first and hard-linked into
-    place, so the name never points at an empty or half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise
-        except OSError:  # no hard links here: exclusive create, then replace
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable; some filesystems cannot open a folder, which is fine."""
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 # ----------------------------------------------------------------- decoding
@@ -496,260 +433,3 @@ def effective_status(status: str, pid: int, host: str) -> str:
     except (PermissionError, OSError):
         return status
     return status
-
-
-def checkpoint_path(session_path: Path) -> Path:
-    """The sidecar holding model and optimizer state for resuming."""
-    return session_path.with_name(session_path.stem + ".state.pt")
-
-
-def delete_session(path: Path) -> None:
-    """Remove a session file and its checkpoint sidecar."""
-    checkpoint_path(path).unlink(missing_ok=True)
-    path.unlink(missing_ok=True)
-
-
-def summarize_file(path: Path) -> SessionSummary:
-    """The listing fields, from the file's first line when it is intact."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            first = handle.readline()
-    except (OSError, UnicodeDecodeError):
-        first = ""
-    data = None
-    if first.endswith(",\n"):
-        try:
-            data = json.loads(first[:-2] + "}")
-        except (json.JSONDecodeError, RecursionError):
-            data = None
-    if data is None:  # an older or hand-edited layout: read it all
-        data = _read_json(path)
-    r = _Reader(path, data)
-    _check_header(r)
-    config = _decode_config(r)
-    results = _decode_results(r.child("results", optional=True))
-    return SessionSummary(
-        id=r.get("id", (str,)),
-        path=path,
-        status=effective_status(r.data["status"], r.get("pid", (int,)), r.get("host", (str,))),
-        created=r.get("created", (str,)),
-        arch=config.model.name,
-        lr=config.optimizer.lr,
-        optimizer=config.optimizer.name,
-        epochs=config.epochs,
-        epochs_done=results.epochs_done if results else 0,
-        final_test_acc=results.final_test_acc if results else None,
-        best_test_acc=results.best_test_acc if results else None,
-        converged_epoch=results.converged_epoch if results else None,
-    )
-
-
-def folder_signature(directory: Path) -> tuple:
-    """Names, sizes and times of the folder's session files: equal signatures
-    mean a listing would read the same files again."""
-    try:
-        entries = [e for e in os.scandir(directory) if e.name.endswith(".json")]
-        return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries))
-    except OSError:
-        return ()
-
-
-def list_sessions(directory: Path) -> tuple[list[SessionSummary], list[str]]:
-    """Readable sessions (newest first) and one problem line per unreadable file."""
-    if not directory.is_dir():
-        return [], []
-    good, bad = [], []
-    for path in sorted(directory.glob("*.json")):
-        try:
-            good.append(summarize_file(path))
-        except SessionError as exc:
-            bad.append(str(exc))
-    good.sort(key=lambda s: (s.created, s.id), reverse=True)
-    return good, bad
-
-
-class ListingCache:
-    """A folder's last listing, handed out again while the folder is unchanged
-    (same names, sizes and times), so a listing can be prepared in advance."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entry: tuple[Path, tuple, tuple[list[SessionSummary], list[str]]] | None = None
-
-    def listing(self, directory: Path) -> tuple[list[SessionSummary], list[str]]:
-        """list_sessions(directory), the same object while nothing changed."""
-        signature = folder_signature(directory)
-        with self._lock:
-            entry = self._entry
-        if entry is not None and signature and entry[:2] == (directory, signature):
-            return entry[2]
-        result = list_sessions(directory)
-        with self._lock:
-            self._entry = (directory, signature, result)
-        return result
-
-
-def find_session(directory: Path, ref: str) -> Path:
-    """A session file from its id, a unique id prefix, or a path."""
-    as_path = Path(ref)
-    if as_path.suffix == ".json" and (as_path.exists() or as_path.parent != Path(".")):
-        return as_path
-    exact = directory / f"{ref}.json"
-    if exact.exists():
-        return exact
-    matches = sorted(directory.glob(f"{ref}*.json")) if directory.is_dir() else []
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise SessionError(f"no session {ref!r} in {directory}")
-    raise SessionError(f"{ref!r} matches {len(matches)} sessions in {directory}; give more of the id")
-
-
-# ----------------------------------------------------------------- recording
-
-
-class SessionRecorder:
-    """Consumes a run's events and keeps its session file up to date.
-
-    The file is created exclusively when the run starts (two processes never
-    share a file), then rewritten atomically after every epoch and at the end.
-    A failed save does not stop training: ``on_error`` hears about it once,
-    and later saves keep trying.
-    """
-
-    def __init__(
-        self,
-        directory: Path,
-        on_error: Callable[[str], None] | None = None,
-        session_id: str | None = None,
-    ) -> None:
-        self.directory = Path(directory)
-        self.on_error = on_error
-        self.session_id = session_id
-        self.record: SessionRecord | None = None
-        self.save_error: str | None = None
-        self._started = 0.0
-        self._resuming = False
-
-    def resume(self, record: SessionRecord, history: list[EpochMetrics], step: int) -> None:
-        """Continue ``record``'s file from a checkpoint's epochs (``history``)
-        and ``step``: later points are dropped, the resumed run appends."""
-        self.record = record
-        self._resuming = True
-        record.epochs = list(history)
-        record.steps.truncate(step)
-        record.pid, record.host = os.getpid(), socket.gethostname()
-        seconds = record.results.seconds if record.results else 0.0
-        self._started = time.perf_counter() - seconds
-
-    def save_checkpoint(self, checkpoint) -> None:
-        """Store a fmlab.trainer.training.loop.Checkpoint beside the session file, atomically."""
-        if self.record is None or self.record.path is None:
-            return
-        try:
-            checkpoint.save(checkpoint_path(self.record.path))
-        except OSError as exc:
-            self._report(f"cannot save {checkpoint_path(self.record.path)}: {exc.strerror or exc}")
-
-    @property
-    def path(self) -> Path | None:
-        return self.record.path if self.record else None
-
-    def __call__(self, event: Event) -> None:
-        self.handle(event)
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, RunStarted) and self._resuming:
-            self._resuming = False
-            self.record.status = "running"
-            self.save()
-        elif isinstance(event, RunStarted):
-            self._start(event)
-        elif self.record is None:
-            return
-        elif isinstance(event, StepMetrics):
-            self.record.steps.add(event)
-        elif isinstance(event, EpochMetrics):
-            self.record.epochs.append(event)
-            self.record.results = _running_results(self.record, time.perf_counter() - self._started)
-            self.save()
-        elif isinstance(event, RunFinished):
-            self.record.status = event.status
-            self.record.results = event.results
-            self.save()
-
-    def _start(self, event: RunStarted) -> None:
-        import platform
-
-        self._started = time.perf_counter()
-        self.record = SessionRecord(
-            id=self.session_id or new_session_id(event.config),
-            config=event.config,
-            created=_now(),
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            environment={
-                "torch": event.torch_version,
-                "device": event.device,
-                "device_name": event.device_name,
-                "python": platform.python_version(),
-                "train_size": str(event.train_size),
-                "test_size": str(event.test_size),
-                "steps_per_epoch": str(event.steps_per_epoch),
-            },
-            model=event.model,
-            steps=StepCurve(full_steps=event.config.full_steps),
-        )
-        self.record.results = _running_results(self.record, 0.0)
-        self._create()
-
-    def _create(self) -> None:
-        """Write the first version under a name no other process holds."""
-        assert self.record is not None
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            self._report(f"cannot create sessions folder {self.directory}: {exc.strerror or exc}")
-        for _ in range(100):
-            self.record.path = self.directory / f"{self.record.id}.json"
-            self.record.updated = _now()
-            try:
-                write_new(self.record.path, encode(self.record))
-                return
-            except FileExistsError:
-                self.record.id = f"{self.record.id.rsplit('-', 1)[0]}-{secrets.token_hex(2)}"
-            except OSError as exc:
-                self._report(f"cannot create {self.record.path}: {exc.strerror or exc}")
-                return
-
-    def save(self) -> bool:
-        assert self.record is not None and self.record.path is not None
-        self.record.updated = _now()
-        try:
-            write_atomic(self.record.path, encode(self.record))
-        except OSError as exc:
-            self._report(f"cannot save {self.record.path}: {exc.strerror or exc}")
-            return False
-        if self.save_error:
-            self.save_error = None
-        return True
-
-    def _report(self, message: str) -> None:
-        if self.save_error is None and self.on_error:
-            self.on_error(message)
-        self.save_error = message
-
-
-def _running_results(record: SessionRecord, seconds: float) -> RunResults:
-    best = max(record.epochs, key=lambda e: e.test_acc, default=None)
-    last = record.epochs[-1] if record.epochs else None
-    return RunResults(
-        status="running",
-        epochs_done=len(record.epochs),
-        steps_done=record.steps.step[-1] if record.steps.step else 0,
-        final_test_acc=last.test_acc if last else None,
-        best_test_acc=best.test_acc if best else None,
-        best_epoch=best.epoch if best else None,
-        converged_epoch=last.converged_epoch if last else None,
-        seconds=seconds,
-    )

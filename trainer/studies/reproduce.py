@@ -23,45 +23,27 @@ the wall time already spent, so the report shows the whole cost.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fmlab.trainer.config import ModelSpec, RunConfig
+from fmlab.trainer.atomic import write_atomic
+from fmlab.trainer.config import RunConfig
 from fmlab.trainer.events import Event
-from fmlab.trainer.models import summarize
-from fmlab.trainer.sessions.format import SessionRecord, write_atomic
-from fmlab.trainer.studies.sweep import (
-    PRESETS,
-    RunRow,
-    Sweep,
-    expand,
-    finished_rows,
-    parse_grid,
-    records_of,
-    table_columns,
-    table_text,
-)
+from fmlab.trainer.studies.grads import GRAD_STEPS
+from fmlab.trainer.studies.grid import PRESETS, expand, parse_grid
+from fmlab.trainer.studies.sweep import Sweep, finished_rows, records_of
 
 if TYPE_CHECKING:
     from fmlab.trainer.data import FashionMNIST
 
 STATE_SCHEMA = "fmlab.reproduce"
-GRAD_STEPS = 100
+
 # the reference study's figures, for the report's comparison lines
-REFERENCE = {
-    "lr": "87.0 / 83.5 / 71.9 for lr 0.1 / 0.01 / 0.001 (lr 1 does not learn)",
-    "convergence": "89.1 / 88.6 / 84.7 for lr 0.1 / 0.01 / 0.001",
-    "architectures": "88.7 / 88.8 / 89.1 for base / deeper / wider",
-}
-
-
 TITLES = {
     "lr": "Learning rate: test accuracy after {epochs} epochs",
     "convergence": "Convergence: the epoch each learning rate converges at (up to {epochs} epochs)",
@@ -267,7 +249,7 @@ class Reproduction:
     def _clear_partial(self, study: Study) -> None:
         """Sessions an earlier attempt left unfinished are retrained, so their
         files would only clutter the study's folder."""
-        from fmlab.trainer.sessions.format import list_sessions
+        from fmlab.trainer.sessions import list_sessions
 
         summaries, _ = list_sessions(self.sessions_dir(study))
         for summary in summaries:
@@ -288,190 +270,6 @@ class Reproduction:
         run_figures(records, figures / "runs")
 
     def write_report(self) -> Path:
-        path = self.out_dir / "REPORT.md"
-        write_atomic(path, self.report_text())
-        return path
+        from fmlab.trainer.studies.report import write_report
 
-    def report_text(self) -> str:
-        lines = [
-            "# fmlab: the reference study, reproduced",
-            "",
-            f"Written {datetime.now().astimezone().isoformat(timespec='seconds')} by "
-            f"`fmlab reproduce{' --quick' if self.quick else ''}`."
-            + (" **Quick mode**: fewer epochs than the reference, for a fast look; the numbers are not comparable." if self.quick else ""),
-            "",
-        ]  # fmt: skip
-        lines += self._environment_lines()
-        for number, study in enumerate(self.studies, start=1):
-            lines += [f"## {number}. {study.title}", "", study.note, ""]
-            lines += self._study_lines(study)
-        return "\n".join(lines).rstrip() + "\n"
-
-    def _environment_lines(self) -> list[str]:
-        env = dict(self.environment)
-        for study in self.studies:
-            for row in finished_rows(self.sweep(study).rows):
-                record = _load_quietly(row)
-                if record is not None:
-                    env.setdefault(
-                        "device",
-                        f"{record.environment.get('device', '?')} ({record.environment.get('device_name', '?')})",
-                    )
-                    env.setdefault("torch", record.environment.get("torch", "?"))
-                    break  # fmt: skip
-        env.setdefault("python", platform.python_version())
-        lines = ["## Environment", "", "| item | value |", "| --- | --- |"]
-        lines += [f"| {key} | {value} |" for key, value in env.items()]
-        lines += ["", "| study | runs | wall time |", "| --- | --- | --- |"]
-        for study in self.studies:
-            state = self.state.studies.get(study.name, StudyState())
-            done = len(finished_rows(self.sweep(study).rows))
-            lines.append(f"| {study.name} | {done}/{len(study.configs)} | {_duration(state.seconds)} |")
-        total = sum(s.seconds for s in self.state.studies.values())
-        lines += [f"| total | | {_duration(total)} |", ""]
-        return lines
-
-    def _study_lines(self, study: Study) -> list[str]:
-        rows = finished_rows(self.sweep(study).rows)
-        if len(rows) < len(study.configs):
-            return [
-                f"*Not finished: {len(rows)} of {len(study.configs)} runs done.* Run the command again to resume.",
-                "",
-            ]
-        if study.name == "grads":
-            return self._grad_lines(rows)
-        lines = [table_text(table_columns(study.table), rows, "markdown").rstrip(), ""]
-        if study.name in REFERENCE:
-            lines += [f"Reference: {REFERENCE[study.name]}.", ""]
-        if study.name == "architectures":
-            lines += ["### Parameters per layer", ""]
-            for spec in dict.fromkeys(row.config.model for row in rows):
-                lines += parameter_lines(spec)
-        lines += [f"![{study.name}: loss, accuracy and gradients](figures/{study.name}.png)", ""]
-        lines += [f"![{study.name}: accuracy](figures/{study.name}-accuracy.png)", ""]
-        lines += [f"Per-run figures: `figures/runs/`. Sessions: `sessions/{study.name}/`.", ""]
-        return lines
-
-    def _grad_lines(self, rows: list[RunRow]) -> list[str]:
-        records = records_of(rows)
-        lines = [grad_summary_text(records), "", "![mean gradient per step](figures/grads.png)", ""]
-        lines += ["<details><summary>Every step</summary>", "", grad_table(records, "markdown").rstrip(), "", "</details>", ""]  # fmt: skip
-        return lines
-
-
-def _load_quietly(row: RunRow) -> SessionRecord | None:
-    records = records_of([row])
-    return records[0] if records else None
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
-
-
-def parameter_lines(spec: ModelSpec) -> list[str]:
-    """The per-layer parameter calculation, (in + 1) x out, as a Markdown table."""
-    summary = summarize(spec)
-    lines = [f"**{spec.name}** (784 -> {' -> '.join(map(str, spec.hidden))} -> 10)", "",
-             "| layer | shape | parameters |", "| --- | --- | --- |"]  # fmt: skip
-    for layer in summary.layers:
-        if layer.kind == "Linear":
-            lines.append(f"| {layer.name} | {layer.in_features} -> {layer.out_features} | {layer.formula} |")
-    lines += [f"| total | | {summary.total_params:,} |", ""]
-    return lines
-
-
-# ----------------------------------------------------------------- gradients
-
-
-def grad_label(record: SessionRecord) -> str:
-    return f"lr {record.config.optimizer.lr:g}"
-
-
-def grad_rows(records: Sequence[SessionRecord], steps: int = GRAD_STEPS) -> list[list[object]]:
-    """[step, loss, grad mean, grad norm] for one record; [step, grad mean per record] for several."""
-    by_step = [{s: i for i, s in enumerate(r.steps.step) if s <= steps} for r in records]
-    all_steps = sorted(set().union(*by_step)) if by_step else []
-    rows = []
-    for step in all_steps:
-        if len(records) == 1:
-            i, curve = by_step[0][step], records[0].steps
-            rows.append([step, _num(curve.loss[i]), _num(curve.grad_mean[i]), _num(curve.grad_norm[i])])
-        else:
-            rows.append([step] + [
-                _num(r.steps.grad_mean[m[step]]) if step in m else None for r, m in zip(records, by_step)
-            ])  # fmt: skip
-    return rows
-
-
-def grad_headers(records: Sequence[SessionRecord]) -> list[str]:
-    if len(records) == 1:
-        return ["step", "loss", "grad mean", "grad norm"]
-    return ["step"] + [f"grad mean ({grad_label(r)})" for r in records]
-
-
-def _num(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def grad_table(records: Sequence[SessionRecord], fmt: str, steps: int = GRAD_STEPS) -> str:
-    """The mean gradient per step as Markdown, CSV or JSON."""
-    import csv
-    import io
-
-    headers, rows = grad_headers(records), grad_rows(records, steps)
-    if fmt == "json":
-        keys = [h.replace(" ", "_") for h in headers]
-        return json.dumps([dict(zip(keys, row)) for row in rows], indent=1, allow_nan=False) + "\n"
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
-        return buffer.getvalue()
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
-    for row in rows:
-        cells = [str(row[0])] + ["nan" if v is None else f"{v:.3e}" for v in row[1:]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def grad_summary(record: SessionRecord, steps: int = GRAD_STEPS) -> dict[str, float | int | None]:
-    """The curve's shape in numbers: first and last value, extremes, mean, sign changes."""
-    pairs = [
-        (s, g) for s, g in zip(record.steps.step, record.steps.grad_mean) if s <= steps and math.isfinite(g)
-    ]
-    if not pairs:
-        return {"steps": 0}
-    values = [g for _, g in pairs]
-    low = min(pairs, key=lambda p: p[1])
-    high = max(pairs, key=lambda p: p[1])
-    return {
-        "steps": len(pairs),
-        "first": values[0],
-        "last": values[-1],
-        "min": low[1],
-        "min_step": low[0],
-        "max": high[1],
-        "max_step": high[0],
-        "mean": sum(values) / len(values),
-        "mean_abs": sum(abs(v) for v in values) / len(values),
-        "sign_changes": sum((a > 0) != (b > 0) for a, b in zip(values, values[1:])),
-    }
-
-
-def grad_summary_text(records: Sequence[SessionRecord], steps: int = GRAD_STEPS) -> str:
-    """A Markdown table of grad_summary per record."""
-    lines = ["| run | steps | first | last | min (step) | max (step) | mean | mean abs | sign changes |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for record in records:
-        s = grad_summary(record, steps)
-        if not s["steps"]:
-            lines.append(f"| {grad_label(record)} | 0 | | | | | | | |")
-            continue
-        lines.append(
-            f"| {grad_label(record)} | {s['steps']} | {s['first']:.3e} | {s['last']:.3e} | "
-            f"{s['min']:.3e} ({s['min_step']}) | {s['max']:.3e} ({s['max_step']}) | {s['mean']:.3e} | "
-            f"{s['mean_abs']:.3e} | {s['sign_changes']} |"
-        )
-    return "\n".join(lines)
+        return write_report(self)

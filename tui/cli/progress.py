@@ -99,3 +99,69 @@ class ProgressPrinter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+class SweepProgress:
+    """One rich progress bar on stderr for a whole sweep, counted in epochs
+    over every run (steps move it within an epoch); call it with each
+    ``(index, event)``, ``close()`` at the end."""
+
+    def __init__(self, configs, quiet: bool = False, label: str = "sweep") -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.epochs = [c.epochs for c in configs]
+        self.names = [f"{c.model.name} lr={c.optimizer.lr:g}" for c in configs]
+        self.done = [0.0] * len(configs)  # epochs done (fractional) per run
+        self.steps_per_epoch = [1] * len(configs)
+        self.finished = 0
+        self.progress = None
+        if quiet:
+            return
+        self.progress = Progress(
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[runs]} runs done  {task.fields[now]}"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            label, total=max(1, sum(self.epochs)), runs=f"0/{len(configs)}", now=""
+        )
+
+    def __call__(self, index: int, event) -> None:
+        from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
+
+        if isinstance(event, RunStarted):
+            self.steps_per_epoch[index] = max(1, event.steps_per_epoch)
+        elif isinstance(event, StepMetrics):
+            self.done[index] = max(self.done[index], event.step / self.steps_per_epoch[index])
+        elif isinstance(event, EpochMetrics):
+            self.done[index] = float(event.epoch)
+            self._show(
+                f"{self.names[index]}: {event.test_acc:.2f}% at epoch {event.epoch}/{self.epochs[index]}"
+            )
+            return
+        elif isinstance(event, RunFinished):
+            self.done[index] = float(self.epochs[index])
+            self.finished += 1
+        self._show(None)
+
+    def _show(self, now: str | None) -> None:
+        if self.progress is None:
+            return
+        fields = {"now": now} if now is not None else {}
+        self.progress.update(
+            self.task,
+            completed=sum(min(d, e) for d, e in zip(self.done, self.epochs)),
+            runs=f"{self.finished}/{len(self.epochs)}",
+            **fields,
+        )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fmlab.trainer.sessions.format import SessionRecord
+from fmlab.trainer.sessions import SessionRecord
 from fmlab.tui.widgets.accuracy_chart import AccuracyChart
 from fmlab.tui.widgets.loss_chart import LossChart
 from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.replay import ReplayControl, play
-from fmlab.trainer.sessions.format import SessionRecord
+from fmlab.trainer.sessions import SessionRecord
 from fmlab.tui.messages import (
     EpochEnded,
     RunBegan,
@@ -135,7 +135,7 @@ class LiveScreen(TrainingJob, Screen):
         sessions_dir: Path,
     ) -> None:
         from fmlab.trainer import data
-        from fmlab.trainer.sessions.format import SessionRecorder
+        from fmlab.trainer.sessions import SessionRecorder
         from fmlab.trainer.training import loop as engine
 
         worker = get_current_worker()

@@ -9,13 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmlab.trainer.sessions.format import (
-    SessionError,
-    SessionRecord,
-    SessionSummary,
-    delete_session,
-    load,
-)
+from fmlab.trainer.sessions import SessionError, SessionRecord, SessionSummary, delete_session, load
 from fmlab.tui.screens.compare import CompareScreen
 from fmlab.tui.screens.confirm import ConfirmScreen
 from fmlab.tui.screens.export import ExportScreen

@@ -17,11 +17,9 @@ import time
 
 from fmlab.trainer.config import ConfigError
 from fmlab.trainer.events import RunFinished, StepMetrics
-from fmlab.trainer.studies.sweep import (
-    COLUMNS,
-    PRESETS,
-    Sweep,
-)
+from fmlab.trainer.studies.grid import PRESETS
+from fmlab.trainer.studies.sweep import Sweep
+from fmlab.trainer.studies.tables import COLUMNS
 from fmlab.tui.messages import RunRefused, SaveFailed, SweepEnded, SweepEventRecorded
 from fmlab.tui.screens.live import DatasetCache
 from fmlab.tui.screens.sweep_run import SweepPlan, SweepRun, check_form

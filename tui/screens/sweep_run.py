@@ -10,17 +10,8 @@ from pathlib import Path
 
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.events import EpochMetrics, RunStarted, StepMetrics
-from fmlab.trainer.studies.sweep import (
-    COLUMNS,
-    FINISHED,
-    PRESETS,
-    RunRow,
-    expand,
-    grid_to_dict,
-    parse_grid,
-    table_columns,
-    varying_axes,
-)
+from fmlab.trainer.studies.grid import PRESETS, expand, grid_to_dict, parse_grid
+from fmlab.trainer.studies.tables import COLUMNS, FINISHED, RunRow, table_columns, varying_axes
 from fmlab.tui.screens.live_run import clock_text
 from fmlab.tui.widgets.metric_chart import RunSeries
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from fmlab.trainer.events import EpochMetrics, StepMetrics
-from fmlab.trainer.sessions.format import SessionRecord
+from fmlab.trainer.sessions import SessionRecord
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot

@@ -1,0 +1,126 @@
+"""``fmlab grads``: the mean gradient over the first training steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from fmlab.tui.cli.options import (
+    DATA_DIR_HELP,
+    FORMAT_HELP,
+    SESSIONS_HELP,
+    check_format,
+    check_out_file,
+    load_data,
+    warn_and_go_on,
+    write_out,
+)
+from fmlab.tui.cli.output import fail, usage_error
+from fmlab.tui.cli.progress import SweepProgress
+
+
+def _steps(text: str) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        usage_error("steps", f"{text!r} is not a whole number")
+    if not 1 <= value <= 100_000:
+        usage_error("steps", f"{value} is out of range (1 to 100000)")
+    return value
+
+
+def grads(
+    lr: str = typer.Option(
+        "0.1", "--lr", help="Learning rates, e.g. 0.1 or 1,0.1,0.01,0.001.", metavar="LRS"
+    ),
+    arch: str = typer.Option(
+        "base", help="A preset (base, deeper, wider) or widths like 128,64.", metavar="ARCHS"
+    ),
+    steps: str = typer.Option(
+        "100", help="How many training steps to record (every one of them).", metavar="STEPS"
+    ),
+    batch_size: str = typer.Option("64", "--batch-size", help="Samples per step.", metavar="BATCH_SIZE"),
+    seed: str = typer.Option("0", help="Seed for the initial weights.", metavar="SEED"),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda.", metavar="DEVICE"),
+    fmt: str = typer.Option("markdown", "--format", help=FORMAT_HELP, metavar="FORMAT"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Also write the per-step table to this file.", metavar="FILE"
+    ),
+    figure: Optional[Path] = typer.Option(
+        None, "--figure", help="Write the gradient curve as a PNG here.", metavar="FILE"
+    ),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
+    sessions_dir: Optional[Path] = typer.Option(
+        None, "--sessions-dir", help=SESSIONS_HELP, show_default=False, metavar="DIR"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """The mean gradient over the first training steps, as numbers and a curve.
+
+    Trains the first STEPS batches of epoch 1 (every step recorded) and prints
+    a summary, then the mean gradient per step. Example: fmlab grads --figure grads.png
+    """
+    from fmlab.trainer.config import ConfigError
+    from fmlab.trainer.studies.grads import grad_summary_text, grad_table
+    from fmlab.trainer.studies.grid import parse_grid
+    from fmlab.trainer.studies.reproduce import grad_configs, limit_train
+
+    fmt = check_format(fmt)
+    check_out_file(out)
+    check_out_file(figure, "figure")
+    if figure is not None and figure.suffix.lower() != ".png":
+        usage_error("figure", f"{figure} does not end in .png")
+    try:
+        count = _steps(steps)
+        grid = parse_grid(lr=lr, arch=arch, batch_size=batch_size, seed=seed, device=device)
+        if len(grid.archs) > 1 or len(grid.batch_sizes) > 1 or len(grid.seeds) > 1:
+            raise ConfigError(
+                "arch", "grads takes one architecture, batch size and seed (learning rates may be several)"
+            )
+        configs = grad_configs(grid.lrs, arch, count, grid.batch_sizes[0], grid.seeds[0], grid.device)
+    except ConfigError as exc:
+        usage_error(exc.field, exc.message)
+    from fmlab.trainer.studies.sweep import Sweep, finished_rows, records_of
+    from fmlab.tui.cli.options import require_writable_dir, resolve_sessions_dir
+
+    directory = resolve_sessions_dir(sessions_dir)
+    require_writable_dir(directory, "sessions-dir")
+    dataset = load_data(data_dir, device)
+    train_limit = count * grid.batch_sizes[0]
+    if train_limit > len(dataset.train_x):
+        usage_error(
+            "steps",
+            f"{count} steps of {grid.batch_sizes[0]} need {train_limit:,} images; there are {len(dataset.train_x):,}",
+        )
+    runner = Sweep(configs, directory, preset="grads", on_save_error=warn_and_go_on)
+    _run_quietly(runner, limit_train(dataset, train_limit), quiet)
+    records = records_of(finished_rows(runner.rows))
+    if not records:
+        fail("no run finished")
+    text = grad_table(records, fmt, count)
+    if fmt == "markdown":
+        typer.echo(grad_summary_text(records, count) + "\n")
+    typer.echo(text, nl=False)
+    write_out(out, text)
+    if figure is not None:
+        from fmlab.trainer.figures import gradient_figure
+
+        title = f"mean gradient, first {count} steps ({configs[0].model.name}, batch {configs[0].batch_size})"
+        typer.echo(f"figure saved: {gradient_figure(records, figure, title)}", err=True)
+    typer.echo(f"sessions saved in {directory}", err=True)
+
+
+def _run_quietly(runner, dataset, quiet: bool) -> None:
+    import threading
+
+    from fmlab.tui.cli.train import StopOnSignal
+
+    progress = SweepProgress(runner.record.configs, quiet=quiet)
+    cancel = threading.Event()
+    with StopOnSignal(cancel):
+        try:
+            for index, event in runner.run(dataset, cancel):
+                progress(index, event)
+        finally:
+            progress.close()

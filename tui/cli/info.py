@@ -1,0 +1,64 @@
+"""``fmlab data`` and ``fmlab params``: where the data is, what a network costs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from fmlab.tui.cli.options import DATA_DIR_HELP
+from fmlab.tui.cli.output import fail, print_json, text_table, usage_error
+
+
+def data(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Find Fashion-MNIST and show where it is, its split sizes and classes."""
+    from fmlab.trainer.data import CLASS_NAMES, DataError, load, locate
+
+    try:
+        source = locate(data_dir)
+        dataset = load(source)
+    except DataError as exc:
+        fail(str(exc))
+    info = {
+        "directory": str(source.directory),
+        "found_by": source.how,
+        "files": {key: str(path) for key, path in source.files.items()},
+        "train": len(dataset.train_y),
+        "test": len(dataset.test_y),
+        "classes": list(CLASS_NAMES),
+    }
+    if json_output:
+        print_json(info)
+        return
+    typer.echo(f"Fashion-MNIST in {source.directory} (found by {source.how})")
+    typer.echo(f"train: {info['train']:,} images, test: {info['test']:,} images, 28x28 grey")
+    typer.echo("classes: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES)))
+
+
+def params(
+    arch: str = typer.Option(
+        "base", help="A preset (base, deeper, wider) or widths like 128,64.", metavar="ARCH"
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show each layer's parameter count and the formula behind it."""
+    from dataclasses import asdict
+
+    from fmlab.trainer.config import ConfigError, ModelSpec, parse_widths
+    from fmlab.trainer.models import summarize
+
+    try:
+        spec = ModelSpec(parse_widths(arch))
+    except ConfigError as exc:
+        usage_error(exc.field, exc.message)
+    summary = summarize(spec)
+    if json_output:
+        print_json({"arch": spec.name, "hidden": list(spec.hidden), **asdict(summary)})
+        return
+    rows = [(x.name, x.kind, x.output_shape, f"{x.params:,}", x.formula) for x in summary.layers]
+    typer.echo(f"{spec.name}: 784 -> {' -> '.join(map(str, spec.hidden))} -> 10")
+    typer.echo(text_table(("layer", "type", "output", "params", "formula"), rows, right={3}))
+    typer.echo(f"total: {summary.total_params:,} parameters ({summary.size_mb:.2f} MB as float32)")

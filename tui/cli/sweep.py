@@ -1,0 +1,168 @@
+"""``fmlab sweep``: a grid of runs and its results table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from fmlab.tui.cli.options import (
+    DATA_DIR_HELP,
+    FORMAT_HELP,
+    SESSIONS_HELP,
+    LiveStdout,
+    check_format,
+    check_out_file,
+    load_data,
+    warn_and_go_on,
+    write_out,
+)
+from fmlab.tui.cli.output import FAILURE, fail, usage_error
+from fmlab.tui.cli.progress import SweepProgress
+
+
+def sweep(
+    preset: Optional[str] = typer.Option(
+        None, help="lr, convergence or architectures: the reference study's questions.", metavar="NAME"
+    ),
+    lr: Optional[str] = typer.Option(
+        None, "--lr", help="Learning rates, e.g. 1,0.1,0.01,0.001.", metavar="LRS"
+    ),
+    arch: Optional[str] = typer.Option(
+        None,
+        help="Architectures: base,deeper,wider, or widths separated by ';' like 'base;128,64'.",
+        metavar="ARCHS",
+    ),
+    epochs: Optional[str] = typer.Option(
+        None, help="Epochs per run (the most, with --stop-on-converge).", metavar="EPOCHS"
+    ),
+    batch_size: Optional[str] = typer.Option(
+        None, "--batch-size", help="Batch sizes, e.g. 32,64.", metavar="BATCH_SIZE"
+    ),
+    optimizer: Optional[str] = typer.Option(None, help="Optimizers: sgd, adam or both.", metavar="OPTIMIZER"),
+    seed: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2.", metavar="SEED"),
+    momentum: str = typer.Option(
+        "0", help="SGD momentum for every sgd run (momentum runs train one by one).", metavar="MOMENTUM"
+    ),
+    shuffle: bool = typer.Option(
+        False, "--shuffle/--no-shuffle", help="Shuffle the training set every epoch."
+    ),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda.", metavar="DEVICE"),
+    threshold: Optional[str] = typer.Option(
+        None, help="Convergence: test accuracy moves less than this many points...", metavar="THRESHOLD"
+    ),
+    patience: Optional[str] = typer.Option(
+        None, help="...for this many epochs in a row.", metavar="PATIENCE"
+    ),
+    stop_on_converge: Optional[bool] = typer.Option(
+        None, "--stop-on-converge/--no-stop-on-converge", help="End each run once it has converged."
+    ),
+    sequential: bool = typer.Option(
+        False, "--sequential", help="Train runs one after another instead of stacked."
+    ),
+    fmt: str = typer.Option("markdown", "--format", help=FORMAT_HELP, metavar="FORMAT"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Also write the finished table to this file.", metavar="FILE"
+    ),
+    figures: Optional[Path] = typer.Option(
+        None, "--figures", help="Write PNG figures (per run and overlaid) into this folder.", metavar="DIR"
+    ),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
+    sessions_dir: Optional[Path] = typer.Option(
+        None, "--sessions-dir", help=SESSIONS_HELP, show_default=False, metavar="DIR"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display, just the table."),
+) -> None:
+    """Train every combination of a grid and print a results table as runs finish.
+
+    Runs that share an architecture and batch size train together as one
+    stacked model (each with its own learning rate and seed). Examples:
+
+      fmlab sweep --preset lr
+
+      fmlab sweep --lr 0.1,0.01 --arch base,wider --epochs 5 --format csv
+    """
+    from fmlab.trainer.config import ConfigError
+    from fmlab.trainer.studies.grid import PRESETS, expand, grid_to_dict, parse_grid
+    from fmlab.trainer.studies.tables import table_columns
+
+    fmt = check_format(fmt)
+    check_out_file(out)
+    chosen = None
+    if preset is not None:
+        chosen = PRESETS.get(preset.strip().lower())
+        if chosen is None:
+            usage_error("preset", f"{preset!r} is not one of {', '.join(PRESETS)}")
+    options: dict[str, object] = dict(chosen.options) if chosen else {}
+    given = dict(lr=lr, arch=arch, epochs=epochs, batch_size=batch_size, optimizer=optimizer, seed=seed,
+                 threshold=threshold, patience=patience, stop_on_converge=stop_on_converge)  # fmt: skip
+    options.update({k: v for k, v in given.items() if v is not None})
+    options.update(momentum=momentum, shuffle=shuffle, device=device)
+    try:
+        grid = parse_grid(**options)
+        configs = expand(grid)
+    except ConfigError as exc:
+        usage_error(exc.field, exc.message)
+    table = chosen.table if chosen else "grid"
+    columns = table_columns(table, configs)
+    from fmlab.tui.cli.options import require_writable_dir, resolve_sessions_dir
+
+    directory = resolve_sessions_dir(sessions_dir)
+    require_writable_dir(directory, "sessions-dir")
+    if figures is not None:
+        require_writable_dir(figures, "figures")
+    dataset = load_data(data_dir, device)
+    from fmlab.trainer.studies.sweep import Sweep
+
+    runner = Sweep(configs, directory, table=table, preset=chosen.name if chosen else None,
+                   grid=grid_to_dict(grid), batched=not sequential, on_save_error=warn_and_go_on)  # fmt: skip
+    _run_sweep(runner, dataset, columns, fmt, quiet)
+    _finish_sweep(runner, columns, fmt, out, figures)
+
+
+def _run_sweep(runner, dataset, columns: list[str], fmt: str, quiet: bool) -> None:
+    import threading
+
+    from fmlab.trainer.events import RunFinished
+    from fmlab.trainer.studies.tables import TableWriter
+    from fmlab.tui.cli.train import StopOnSignal
+
+    writer = TableWriter(columns, fmt, LiveStdout())
+    writer.header()
+    progress = SweepProgress(runner.record.configs, quiet=quiet)
+    cancel = threading.Event()
+    with StopOnSignal(cancel):
+        try:
+            for index, event in runner.run(dataset, cancel):
+                progress(index, event)
+                if isinstance(event, RunFinished):
+                    writer.row(runner.rows[index])
+        finally:
+            progress.close()
+    if fmt == "json":
+        # JSON is one document: the finished rows, in grid order
+        writer.rows = [row for row in runner.rows if row is not None]
+    writer.close()
+    if cancel.is_set():
+        typer.echo("stopped: unfinished runs are saved as stopped sessions", err=True)
+
+
+def _finish_sweep(runner, columns: list[str], fmt: str, out: Optional[Path], figures: Optional[Path]) -> None:
+    from fmlab.trainer.studies.sweep import records_of
+    from fmlab.trainer.studies.tables import table_text
+
+    rows = [row for row in runner.rows if row is not None]  # stopped and failed runs too, marked
+    write_out(out, table_text(columns, rows, fmt))
+    typer.echo(f"sweep saved: {runner.record.path} ({runner.record.seconds:.1f} s)", err=True)
+    if figures is not None and rows:
+        from fmlab.trainer.export import ExportError
+        from fmlab.trainer.figures import run_figures, sweep_figures
+
+        try:
+            records = records_of(rows)
+            paths = sweep_figures(records, figures, runner.record.id) + run_figures(records, figures)
+        except (ExportError, OSError) as exc:
+            fail(str(exc))
+        typer.echo(f"figures: {len(paths)} PNG files in {figures}", err=True)
+    if any(row.status == "failed" for row in rows):
+        raise typer.Exit(FAILURE)
