@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from fmlab.trainer import data
-from fmlab.trainer.config import parse_run_config
-from fmlab.trainer.models import build_mlp
-from fmlab.trainer.training import loop as engine
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from bench.textbook import torchvision_root
+from fmlab.trainer import data
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.models import build_mlp
+from fmlab.trainer.training import loop as engine
 
 BATCH = 64
 

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import torch
+
+from bench.textbook import textbook_epochs, torchvision_root
 from fmlab.trainer import data
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics
 from fmlab.trainer.training import loop as engine
-
-from bench.textbook import textbook_epochs, torchvision_root
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import traceback
 import warnings
 
 import torch
+
 from fmlab.trainer import data
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted

@@ -22,6 +22,7 @@ import statistics
 import time
 
 import torch
+
 from fmlab.trainer import data
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished

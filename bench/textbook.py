@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 import torch
-from fmlab.trainer.config import ModelSpec
-from fmlab.trainer.data import DataSource
-from fmlab.trainer.models import build_mlp
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
+
+from fmlab.trainer.config import ModelSpec
+from fmlab.trainer.data import DataSource
+from fmlab.trainer.models import build_mlp
 
 
 def torchvision_root(source: DataSource, workdir: Path) -> Path:

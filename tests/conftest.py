@@ -31,6 +31,14 @@ def tiny_dataset(tiny_data_dir):
     return data.load(data.locate(tiny_data_dir))
 
 
+@pytest.fixture(scope="session")
+def tiny_datasets(tiny_data_dir):
+    """The tiny set as the job service takes it (loaded once per device)."""
+    from fmlab.trainer.data import DatasetCache
+
+    return DatasetCache(tiny_data_dir)
+
+
 @pytest.fixture
 def sessions_dir(tmp_path) -> Path:
     path = tmp_path / "sessions"

@@ -3,8 +3,9 @@ import subprocess
 import sys
 
 import pytest
-from fmlab.tui.cli import app
 from typer.testing import CliRunner
+
+from fmlab.tui.cli import app
 
 runner = CliRunner()
 

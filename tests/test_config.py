@@ -1,6 +1,9 @@
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from fmlab.trainer.config import (
     ConfigError,
     RunConfig,
@@ -9,8 +12,6 @@ from fmlab.trainer.config import (
     parse_run_config,
     parse_widths,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def test_defaults_are_the_reference_setup():

@@ -3,9 +3,10 @@ import struct
 
 import pytest
 import torch
+from idx_files import idx_bytes, learnable_split, write_dataset
+
 from fmlab.trainer import data
 from fmlab.trainer.data import FILES, IMAGE_MAGIC, DataError
-from idx_files import idx_bytes, learnable_split, write_dataset
 
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import torch
+from one_run import train_one
+
 from fmlab.trainer import data
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.sessions import SessionError, SessionRecorder, list_sessions, load
-from fmlab.trainer.training import loop as engine
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 40
@@ -24,7 +25,7 @@ def train_until_killed(data_dir: str, sessions_dir: str, seed: int) -> None:
     dataset = data.load(data.locate(data_dir))
     recorder = SessionRecorder(Path(sessions_dir))
     config = parse_run_config(epochs=10_000, arch="32", seed=seed, step_every=1)
-    for event in engine.run(config, dataset, on_checkpoint=recorder.save_checkpoint):
+    for event in train_one(config, dataset, on_checkpoint=recorder.save_checkpoint):
         recorder(event)
 
 
@@ -33,7 +34,7 @@ def test_random_sigkills_leave_only_loadable_sessions(tiny_data_dir, tmp_path):
     # (start-up, steps, evaluation, checkpoint and session saves)
     context = multiprocessing.get_context("fork")
     # children inherit a warmed-up torch, so they reach training in milliseconds
-    list(engine.run(parse_run_config(epochs=1, arch="8"), data.load(data.locate(tiny_data_dir))))
+    list(train_one(parse_run_config(epochs=1, arch="8"), data.load(data.locate(tiny_data_dir))))
     rng = random.Random(1234)
     for index in range(KILLS):
         child = context.Process(target=train_until_killed, args=(str(tiny_data_dir), str(tmp_path), index))

@@ -1,4 +1,5 @@
 import pytest
+
 from fmlab.trainer.config import ARCH_PRESETS, ModelSpec, parse_widths
 from fmlab.trainer.models import build_mlp, summarize
 

@@ -10,12 +10,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "tui"))
 
+from one_run import train_one  # noqa: E402
+from sessions_fixture import fixed_record  # noqa: E402
+
 from fmlab.trainer.config import parse_run_config  # noqa: E402
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics  # noqa: E402
 from fmlab.trainer.replay import ReplayControl, play, speed_label, timeline  # noqa: E402
 from fmlab.trainer.sessions import SessionRecorder, load  # noqa: E402
-from fmlab.trainer.training import loop as engine  # noqa: E402
-from sessions_fixture import fixed_record  # noqa: E402
 
 
 def test_timeline_is_in_run_order():
@@ -38,7 +39,7 @@ def test_replay_of_a_recorded_run_gives_back_its_events(tiny_dataset, sessions_d
     config = parse_run_config(epochs=2, arch="32", lr=0.1)
     recorder = SessionRecorder(sessions_dir)
     live = []
-    for event in engine.run(config, tiny_dataset):
+    for event in train_one(config, tiny_dataset):
         recorder(event)
         live.append(event)
     replayed = list(play(load(recorder.path), ReplayControl(math.inf)))

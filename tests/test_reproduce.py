@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from typer.testing import CliRunner
+
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import RunFinished
 from fmlab.trainer.figures import is_png
@@ -11,7 +13,6 @@ from fmlab.trainer.studies.grads import grad_summary, grad_table
 from fmlab.trainer.studies.reproduce import Reproduction, Study, grad_configs, plan_studies
 from fmlab.trainer.studies.sweep import records_of
 from fmlab.tui.cli import app
-from typer.testing import CliRunner
 
 SMALL = "48,32"
 
@@ -43,18 +44,18 @@ def test_plans_match_the_reference_and_quick_is_smaller():
         assert quick[name].configs[0].epochs < full[name].configs[0].epochs
 
 
-def test_an_interrupted_reproduction_resumes_without_redoing_runs(tiny_dataset, tmp_path):
+def test_an_interrupted_reproduction_resumes_without_redoing_runs(tiny_datasets, tmp_path):
     first = Reproduction(tmp_path, studies=small_studies(), figures=False)
     lr_study, convergence = first.studies[0], first.studies[1]
-    list(first.run_study(lr_study, tiny_dataset))
+    list(first.run_study(lr_study, tiny_datasets))
     done_ids = {r.session for r in first.sweep(lr_study).rows}
     # interrupt the second study after its first run ends (what Ctrl+C does)
     cancel = threading.Event()
-    with_sequential = Reproduction(tmp_path, studies=small_studies(), batched=False, figures=False)
-    for _, event in with_sequential.run_study(with_sequential.studies[1], tiny_dataset, cancel):
+    one_by_one = Reproduction(tmp_path, studies=small_studies(), stacked=False, figures=False)
+    for _, event in one_by_one.run_study(one_by_one.studies[1], tiny_datasets, cancel):
         if isinstance(event, RunFinished):
             cancel.set()
-    assert not with_sequential.state.studies["convergence"].done
+    assert not one_by_one.state.studies["convergence"].done
 
     again = Reproduction(tmp_path, studies=small_studies(), figures=False)
     assert again.pending_runs(again.studies[0]) == 0
@@ -62,11 +63,11 @@ def test_an_interrupted_reproduction_resumes_without_redoing_runs(tiny_dataset, 
     assert {r.session for r in again.sweep(again.studies[0]).rows} == done_ids
     trained = []
     for study in again.studies:
-        trained += [i for i, e in again.run_study(study, tiny_dataset) if isinstance(e, RunFinished)]
+        trained += [i for i, e in again.run_study(study, tiny_datasets) if isinstance(e, RunFinished)]
     assert len(trained) == 1 + 3 + 1  # the rest of convergence, architectures, grads
     assert all(s.done for s in again.state.studies.values())
     sessions = list((tmp_path / "sessions" / convergence.name).glob("*.json"))
-    assert len(sessions) == 2  # the stopped run's file was cleared before retraining
+    assert len(sessions) == 2
 
     report = again.write_report().read_text()
     assert "| lr | accuracy (%) |" in report
@@ -77,11 +78,11 @@ def test_an_interrupted_reproduction_resumes_without_redoing_runs(tiny_dataset, 
     assert "![lr: loss, accuracy and gradients](figures/lr.png)" in report
 
 
-def test_figures_are_valid_pngs(tiny_dataset, tmp_path):
+def test_figures_are_valid_pngs(tiny_datasets, tmp_path):
     studies = small_studies()
     repro = Reproduction(tmp_path, studies=[studies[0], studies[3]])
     for study in repro.studies:
-        list(repro.run_study(study, tiny_dataset))
+        list(repro.run_study(study, tiny_datasets))
     for name in ("lr.png", "lr-loss.png", "lr-accuracy.png", "grads.png"):
         assert is_png(tmp_path / "figures" / name), name
     runs = list((tmp_path / "figures" / "runs").glob("*.png"))
@@ -89,9 +90,9 @@ def test_figures_are_valid_pngs(tiny_dataset, tmp_path):
     assert not is_png(repro.write_report())
 
 
-def test_gradient_numbers(tiny_dataset, tmp_path):
+def test_gradient_numbers(tiny_datasets, tmp_path):
     repro = Reproduction(tmp_path, studies=small_studies()[3:])
-    list(repro.run_study(repro.studies[0], tiny_dataset))
+    list(repro.run_study(repro.studies[0], tiny_datasets))
     records = records_of([r for r in repro.sweep(repro.studies[0]).rows])
     summary = grad_summary(records[0], steps=5)
     assert summary["steps"] == 5 and summary["min"] <= summary["first"] <= summary["max"]

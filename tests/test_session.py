@@ -7,20 +7,21 @@ import time
 from pathlib import Path
 
 import pytest
+from one_run import train_one
+
 from fmlab.trainer import sessions as session
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import StepMetrics
 from fmlab.trainer.sessions import SessionError, SessionRecorder, StepCurve, encode, load
 from fmlab.trainer.sessions import recorder as session_recorder
 from fmlab.trainer.sessions.format import LATER_STEP_POINTS
-from fmlab.trainer.training import loop as engine
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def record_run(tiny_dataset, directory, **config):
     recorder = SessionRecorder(directory)
-    for event in engine.run(parse_run_config(**config), tiny_dataset):
+    for event in train_one(parse_run_config(**config), tiny_dataset):
         recorder(event)
     return recorder
 
@@ -135,7 +136,7 @@ def test_failed_save_keeps_training_and_reports_once(tiny_dataset, tmp_path, mon
         real_write(path, text)
 
     monkeypatch.setattr(session_recorder, "write_atomic", flaky)
-    for event in engine.run(parse_run_config(epochs=3, arch="8"), tiny_dataset):
+    for event in train_one(parse_run_config(epochs=3, arch="8"), tiny_dataset):
         recorder(event)
     assert len(messages) == 1 and "No space left" in messages[0]
     assert recorder.save_error is None  # space came back
@@ -164,12 +165,12 @@ TRAIN_FOREVER = """
 import sys, torch
 torch.set_num_threads(1)
 from fmlab.trainer import data
-from fmlab.trainer.training import loop as engine
+from fmlab.trainer.training.loop import Member, train
 from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.sessions import SessionRecorder
 ds = data.load(data.locate(sys.argv[1]))
 recorder = SessionRecorder(sys.argv[2])
-for event in engine.run(parse_run_config(epochs=10_000, arch="64"), ds):
+for _, event in train([Member(parse_run_config(epochs=10_000, arch="64"))], ds):
     recorder(event)
     if type(event).__name__ == "EpochMetrics":
         print(event.epoch, flush=True)

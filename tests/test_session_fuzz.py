@@ -5,11 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-from fmlab.trainer.config import parse_run_config
-from fmlab.trainer.sessions import SessionError, SessionRecorder, load, summarize_file
-from fmlab.trainer.training import loop as engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from one_run import train_one
+
+from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.sessions import SessionError, SessionRecorder, load, summarize_file
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
@@ -23,7 +24,7 @@ json_values = st.recursive(
 @pytest.fixture(scope="module")
 def good_session(tiny_dataset, tmp_path_factory) -> dict:
     recorder = SessionRecorder(tmp_path_factory.mktemp("fuzz"))
-    for event in engine.run(parse_run_config(epochs=2, arch="8", full_steps=3), tiny_dataset):
+    for event in train_one(parse_run_config(epochs=2, arch="8", full_steps=3), tiny_dataset):
         recorder(event)
     return json.loads(recorder.path.read_text())
 

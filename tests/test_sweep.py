@@ -5,11 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from fmlab.trainer.config import ARCH_PRESETS, ConfigError, parse_run_config
+from fmlab.trainer.events import EpochMetrics, RunFinished
+from fmlab.trainer.sessions import load
 from fmlab.trainer.studies.grid import PRESETS, expand, parse_grid, split_archs
-from fmlab.trainer.studies.sweep import MAX_STACK, Sweep, load_sweep, plan_groups
+from fmlab.trainer.studies.sweep import Sweep, load_sweep
 from fmlab.trainer.studies.tables import (
     COLUMNS,
     RunRow,
@@ -19,8 +25,8 @@ from fmlab.trainer.studies.tables import (
     table_text,
     varying_axes,
 )
+from fmlab.trainer.training.plan import MAX_STACK, plan_stacks, stack_key
 from fmlab.tui.cli import app
-from typer.testing import CliRunner
 
 runner = CliRunner()
 SMALL = "48,32"
@@ -87,10 +93,9 @@ def test_presets_ask_the_reference_questions():
 def test_runs_that_share_a_shape_are_grouped():
     configs = expand(parse_grid(lr="0.1,0.01", arch="base,wider"))
     configs.append(parse_run_config(optimizer="adam", lr=0.001))
-    assert plan_groups(configs, batched=True) == [[0, 1], [2, 3], [4]]
-    assert plan_groups(configs, batched=False) == [[0], [1], [2], [3], [4]]
+    assert plan_stacks([stack_key(c) for c in configs]) == [[0, 1], [2, 3], [4]]
     many = expand(parse_grid(lr=",".join(str(0.001 * (i + 1)) for i in range(MAX_STACK + 2))))
-    assert [len(g) for g in plan_groups(many, batched=True)] == [MAX_STACK, 2]
+    assert [len(g) for g in plan_stacks([stack_key(c) for c in many])] == [MAX_STACK, 2]
 
 
 # ----------------------------------------------------------------- tables
@@ -163,22 +168,46 @@ def test_rows_stream_as_they_come():
 # ----------------------------------------------------------------- running
 
 
-def test_sweep_saves_sessions_and_a_record_and_resumes(tiny_dataset, sessions_dir):
+def test_sweep_saves_sessions_and_a_record(tiny_datasets, sessions_dir):
     configs = expand(parse_grid(lr="0.1,0.02", arch=SMALL, epochs=2, device="cpu"))
-    sweep = Sweep(configs, sessions_dir, table="lr", preset="lr")
-    finished = [i for i, e in sweep.run(tiny_dataset) if type(e).__name__ == "RunFinished"]
+    sweep = Sweep.new(configs, sessions_dir, table="lr", preset="lr")
+    finished = [i for i, e in sweep.run(tiny_datasets) if isinstance(e, RunFinished)]
     assert sorted(finished) == [0, 1]
     record = load_sweep(sweep.record.path)
     assert record.path.parent == sessions_dir / "sweeps" and record.status == "completed"
     assert record.configs == configs and [r.config for r in record.rows] == configs
     assert all(r.status == "completed" and r.final_test_acc is not None for r in record.rows)
     assert {p.name for p in sessions_dir.glob("*.json")} == {f"{r.session}.json" for r in record.rows}
-    again = Sweep(configs + expand(parse_grid(lr="0.5", arch=SMALL, epochs=2, device="cpu")),
-                  sessions_dir, resume=True)  # fmt: skip
-    assert again.reused() == [0, 1]
-    events = list(again.run(tiny_dataset))
-    assert {i for i, _ in events} == {2}
-    assert [r.session for r in again.rows[:2]] == [r.session for r in record.rows]
+    assert record.sessions == [r.session for r in record.rows]
+    assert not list(sessions_dir.glob("*.state.pt")) and not list(sessions_dir.glob("*.lock"))
+
+
+def test_a_stopped_sweep_resumes_each_run_from_its_last_epoch(tiny_datasets, sessions_dir):
+    configs = expand(parse_grid(lr="0.1,0.02,0.5", arch=SMALL, epochs=4, device="cpu"))
+    configs[2] = parse_run_config(arch="32", lr=0.5, epochs=4, device="cpu")  # a stack of its own
+    whole = Sweep.new(configs, sessions_dir / "whole")
+    list(whole.run(tiny_datasets))
+    cancel = threading.Event()
+    stopped = Sweep.new(configs, sessions_dir)
+    for index, event in stopped.run(tiny_datasets, cancel):
+        if isinstance(event, EpochMetrics) and index == 1 and event.epoch == 2:
+            cancel.set()  # the first stack stops after epoch 2; the second never starts
+    assert load_sweep(stopped.record.path).status == "stopped"
+    assert [r.status if r else None for r in stopped.rows] == ["stopped", "stopped", None]
+
+    again = Sweep.resume(stopped.record.path, sessions_dir)
+    first_epochs = {}
+    for index, event in again.run(tiny_datasets):
+        if isinstance(event, EpochMetrics):
+            first_epochs.setdefault(index, event.epoch)
+    assert first_epochs == {0: 3, 1: 3, 2: 1}  # nothing trained twice
+    assert load_sweep(again.record.path).status == "completed"
+    for mine, straight in zip(again.rows, whole.rows):  # the same numbers as without the stop
+        record = load(Path(mine.path))
+        assert [e.epoch for e in record.epochs] == [1, 2, 3, 4]
+        assert (mine.status, mine.final_test_acc) == (straight.status, straight.final_test_acc)
+        assert [e.test_loss for e in record.epochs] == [e.test_loss for e in load(Path(straight.path)).epochs]
+    assert again.record.sessions[:2] == stopped.record.sessions[:2]  # each run kept its session
 
 
 def test_sweep_command_prints_the_table(tiny_data_dir, tmp_path):

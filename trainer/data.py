@@ -10,7 +10,8 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,32 @@ class FashionMNIST:
     @property
     def device(self) -> torch.device:
         return self.train_x.device
+
+    def first(self, count: int | None) -> FashionMNIST:
+        """The same set with only the first ``count`` training images (all: None)."""
+        if count is None or count >= len(self.train_x):
+            return self
+        return replace(self, train_x=self.train_x[:count], train_y=self.train_y[:count])
+
+
+class DatasetCache:
+    """Fashion-MNIST loaded once per device and kept for the next run; safe to
+    share between threads (the app's views take turns training)."""
+
+    def __init__(self, data_dir: Path | str | None = None) -> None:
+        self.data_dir = data_dir
+        self._loaded: dict[str, FashionMNIST] = {}
+        self._lock = threading.Lock()
+
+    def get(self, device_name: str) -> FashionMNIST:
+        """The set on the device ``device_name`` resolves to; DataError or ConfigError."""
+        from fmlab.trainer.device import resolve_device
+
+        device = resolve_device(device_name)
+        with self._lock:
+            if str(device) not in self._loaded:
+                self._loaded[str(device)] = load(locate(self.data_dir), device)
+            return self._loaded[str(device)]
 
 
 def default_cache_dir() -> Path:

@@ -15,6 +15,8 @@ from fmlab.trainer.config import RunConfig
 
 # How a run ended ("running" only appears in files still being written).
 STATUSES = ("running", "completed", "converged", "diverged", "stopped", "failed", "interrupted")
+# A run that ended on its own: nothing is left to train or resume.
+FINISHED = ("completed", "converged", "diverged")
 
 
 @dataclass(frozen=True)

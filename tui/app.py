@@ -10,19 +10,21 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from fmlab.trainer.config import RunConfig
-from fmlab.trainer.sessions import ListingCache, SessionRecord
-from fmlab.tui.screens.configure import ConfigureScreen
-from fmlab.tui.screens.confirm import ConfirmScreen
-from fmlab.tui.screens.live import DatasetCache, LiveScreen
-from fmlab.tui.screens.sessions import SessionsScreen
-from fmlab.tui.screens.sweep import SweepScreen
-from fmlab.tui.screens.sweep_run import SweepPlan
 from textual import work
 from textual._context import active_app
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.data import DatasetCache
+from fmlab.trainer.sessions import ListingCache, SessionRecord
+from fmlab.tui.screens.configure import ConfigureScreen
+from fmlab.tui.screens.confirm import ConfirmScreen
+from fmlab.tui.screens.live import LiveScreen
+from fmlab.tui.screens.sessions import SessionsScreen
+from fmlab.tui.screens.sweep import SweepScreen
+from fmlab.tui.screens.sweep_run import SweepPlan
 
 ScreenType = TypeVar("ScreenType", bound=Screen)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.message import Message
+
 from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
 from fmlab.trainer.studies.tables import RunRow
-from textual.message import Message
 
 
 class RunMessage(Message):

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from pilot_helpers import type_into, wait_for
+from sessions_fixture import FixedProbe
+from textual.widgets import DataTable, Static
+
 from fmlab.trainer.sessions import load
 from fmlab.tui.app import make_app
 from fmlab.tui.messages import EpochEnded, RunBegan, RunEnded, StepRecorded
@@ -14,9 +18,6 @@ from fmlab.tui.screens.confirm import ConfirmScreen
 from fmlab.tui.screens.export import ExportScreen
 from fmlab.tui.screens.live import LiveScreen
 from fmlab.tui.screens.sessions import SessionsScreen
-from pilot_helpers import type_into, wait_for
-from sessions_fixture import FixedProbe
-from textual.widgets import DataTable, Static
 
 SIZE = (100, 30)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fmlab.tui.app import make_app
-from fmlab.tui.screens.sessions import SessionsScreen
 from sessions_fixture import FixedProbe, write_fixed_sessions
 from textual.widgets import DataTable, Input
+
+from fmlab.tui.app import make_app
+from fmlab.tui.screens.sessions import SessionsScreen
 
 SIZES = [(80, 24), (120, 40)]
 

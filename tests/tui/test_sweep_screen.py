@@ -5,6 +5,11 @@ from __future__ import annotations
 from functools import partial
 
 import pilot_helpers
+from pilot_helpers import type_into
+from rich.text import Text
+from sessions_fixture import FixedProbe
+from textual.widgets import DataTable, Input, Static
+
 from fmlab.trainer.sessions import load
 from fmlab.trainer.studies.sweep import load_sweep
 from fmlab.tui.app import make_app
@@ -12,10 +17,6 @@ from fmlab.tui.messages import SweepEnded, SweepEventRecorded
 from fmlab.tui.screens.configure import ConfigureScreen
 from fmlab.tui.screens.confirm import ConfirmScreen
 from fmlab.tui.screens.sweep import SweepScreen
-from pilot_helpers import type_into
-from rich.text import Text
-from sessions_fixture import FixedProbe
-from textual.widgets import DataTable, Input, Static
 
 SIZE = (100, 30)
 
@@ -94,7 +95,7 @@ async def test_a_small_grid_trains_fills_the_table_and_is_saved(tiny_data_dir, s
         # on disk: both sessions and the sweep record, which the notification names
         [done] = ended(messages)
         record = load_sweep(done.path)
-        assert record.status == "completed" and record.batched and record.table == "grid"
+        assert record.status == "completed" and record.stacked and record.table == "grid"
         assert [r.status for r in record.rows] == ["completed", "completed"]
         assert {p.name for p in sessions_dir.glob("*.json")} == {f"{r.session}.json" for r in record.rows}
         assert str(done.path) in notices(app)
@@ -210,5 +211,5 @@ async def test_one_training_at_a_time_and_quit_saves_the_sweep_as_stopped(tiny_d
     assert load(session).status == "stopped"
     [path] = (sessions_dir / "sweeps").glob("*.json")
     record = load_sweep(path)
-    assert record.status == "stopped" and not record.batched
+    assert record.status == "stopped" and not record.stacked
     assert record.rows[0].status == "stopped" and record.rows[1] is None

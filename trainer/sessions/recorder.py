@@ -12,8 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fmlab.trainer.atomic import write_atomic, write_new
-from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted, StepMetrics
+from fmlab.trainer.events import (
+    FINISHED,
+    EpochMetrics,
+    Event,
+    RunFinished,
+    RunResults,
+    RunStarted,
+    StepMetrics,
+)
 from fmlab.trainer.sessions.format import SessionRecord, StepCurve, _now, encode, new_session_id
+from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
 from fmlab.trainer.sessions.store import checkpoint_path
 
 
@@ -21,9 +30,15 @@ class SessionRecorder:
     """Consumes a run's events and keeps its session file up to date.
 
     The file is created exclusively when the run starts (two processes never
-    share a file), then rewritten atomically after every epoch and at the end.
-    A failed save does not stop training: ``on_error`` hears about it once,
-    and later saves keep trying.
+    share a file), then rewritten atomically after every epoch and at the end;
+    the run's checkpoint is written beside it after every epoch, and removed
+    once the run has ended on its own (nothing is left to resume). While it
+    records, it holds the session's lock (see fmlab.trainer.sessions.lock);
+    ``close`` gives it back.
+
+    A failed save (a full disk, say) does not stop training: ``on_error``
+    hears about it once, later saves keep trying, and a checkpoint that could
+    not be written is tried again when the run ends.
     """
 
     def __init__(
@@ -37,28 +52,35 @@ class SessionRecorder:
         self.session_id = session_id
         self.record: SessionRecord | None = None
         self.save_error: str | None = None
+        self.lock: SessionLock | None = None
+        self._unsaved_checkpoint = None  # the last checkpoint, while its save failed
         self._started = 0.0
         self._resuming = False
 
-    def resume(self, record: SessionRecord, history: list[EpochMetrics], step: int) -> None:
-        """Continue ``record``'s file from a checkpoint's epochs (``history``)
-        and ``step``: later points are dropped, the resumed run appends."""
+    def resume(self, record: SessionRecord, checkpoint, lock: SessionLock) -> None:
+        """Continue ``record``'s file from ``checkpoint`` (whose epochs it keeps;
+        later points are dropped, the resumed run appends). ``lock`` is the
+        session's lock, already held; the recorder gives it back on ``close``."""
         self.record = record
+        self.lock = lock
         self._resuming = True
-        record.epochs = list(history)
-        record.steps.truncate(step)
+        record.epochs = list(checkpoint.history)
+        record.steps.truncate(checkpoint.step)
         record.pid, record.host = os.getpid(), socket.gethostname()
-        seconds = record.results.seconds if record.results else 0.0
-        self._started = time.perf_counter() - seconds
+        self._started = time.perf_counter() - checkpoint.seconds
 
     def save_checkpoint(self, checkpoint) -> None:
-        """Store a fmlab.trainer.training.loop.Checkpoint beside the session file, atomically."""
+        """Store a checkpoint (fmlab.trainer.training.checkpoint) beside the session file."""
         if self.record is None or self.record.path is None:
             return
+        path = checkpoint_path(self.record.path)
         try:
-            checkpoint.save(checkpoint_path(self.record.path))
+            checkpoint.save(path, self.record.id, self.record.config)
         except OSError as exc:
-            self._report(f"cannot save {checkpoint_path(self.record.path)}: {exc.strerror or exc}")
+            self._unsaved_checkpoint = checkpoint
+            self._report(f"cannot save {path}: {exc.strerror or exc}")
+        else:
+            self._unsaved_checkpoint = None
 
     @property
     def path(self) -> Path | None:
@@ -85,10 +107,28 @@ class SessionRecorder:
         elif isinstance(event, RunFinished):
             self.record.status = event.status
             self.record.results = event.results
-            self.save()
+            self.finish()
+            self.close()
+
+    def finish(self) -> bool:
+        """Save the ended run (retrying a checkpoint that failed) and drop a
+        checkpoint that nothing will resume from. True when all is on disk."""
+        assert self.record is not None
+        if self.record.status in FINISHED and self.record.path is not None:
+            checkpoint_path(self.record.path).unlink(missing_ok=True)
+            self._unsaved_checkpoint = None
+        elif self._unsaved_checkpoint is not None:
+            self.save_checkpoint(self._unsaved_checkpoint)
+        return self.save() and self._unsaved_checkpoint is None
+
+    def close(self) -> None:
+        """Give the session's lock back: the run has ended (done on RunFinished)
+        or was abandoned."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def _start(self, event: RunStarted) -> None:
-
         self._started = time.perf_counter()
         self.record = SessionRecord(
             id=self.session_id or new_session_id(event.config),
@@ -123,12 +163,21 @@ class SessionRecorder:
             self.record.updated = _now()
             try:
                 write_new(self.record.path, encode(self.record))
-                return
             except FileExistsError:
                 self.record.id = f"{self.record.id.rsplit('-', 1)[0]}-{secrets.token_hex(2)}"
             except OSError as exc:
                 self._report(f"cannot create {self.record.path}: {exc.strerror or exc}")
                 return
+            else:
+                self._take_lock()
+                return
+
+    def _take_lock(self) -> None:
+        """A new file: no other process knows its name yet, so the lock is free."""
+        try:
+            self.lock = SessionLock(self.record.path).acquire()
+        except (OSError, SessionBusy):  # a full disk may refuse even the lock file
+            self.lock = None
 
     def save(self) -> bool:
         assert self.record is not None and self.record.path is not None
@@ -149,12 +198,13 @@ class SessionRecorder:
 
 
 def _running_results(record: SessionRecord, seconds: float) -> RunResults:
+    """The results so far, after the last finished epoch."""
     best = max(record.epochs, key=lambda e: e.test_acc, default=None)
     last = record.epochs[-1] if record.epochs else None
     return RunResults(
         status="running",
         epochs_done=len(record.epochs),
-        steps_done=record.steps.step[-1] if record.steps.step else 0,
+        steps_done=len(record.epochs) * record.steps_per_epoch,
         final_test_acc=last.test_acc if last else None,
         best_test_acc=best.test_acc if best else None,
         best_epoch=best.epoch if best else None,

@@ -14,10 +14,11 @@ Layout of ``out_dir``::
     sweeps/<study>.json      each study's sweep record
     figures/*.png            overlaid curves per study, runs/ one per run
 
-Resuming: a run whose finished session (same config) is already in its
-study's folder is not trained again, so an interrupted reproduction picks up
-where it stopped; only runs cut off mid-way start over. ``state.json`` keeps
-the wall time already spent, so the report shows the whole cost.
+Resuming: each study is a sweep whose record is kept in ``sweeps/``, so an
+interrupted reproduction run again keeps every finished run and continues
+every run cut off from its last finished epoch (its checkpoint).
+``state.json`` keeps the wall time already spent, so the report shows the
+whole cost.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import json
 import platform
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,10 +37,10 @@ from fmlab.trainer.config import RunConfig
 from fmlab.trainer.events import Event
 from fmlab.trainer.studies.grads import GRAD_STEPS
 from fmlab.trainer.studies.grid import PRESETS, expand, parse_grid
-from fmlab.trainer.studies.sweep import Sweep, finished_rows, records_of
+from fmlab.trainer.studies.sweep import Sweep, SweepError, finished_rows, records_of
 
 if TYPE_CHECKING:
-    from fmlab.trainer.data import FashionMNIST
+    from fmlab.trainer.data import DatasetCache
 
 STATE_SCHEMA = "fmlab.reproduce"
 
@@ -134,12 +135,6 @@ def plan_studies(quick: bool = False, threshold: float = 0.1) -> list[Study]:
     return studies
 
 
-def limit_train(data: FashionMNIST, count: int | None) -> FashionMNIST:
-    if count is None or count >= len(data.train_x):
-        return data
-    return replace(data, train_x=data.train_x[:count], train_y=data.train_y[:count])
-
-
 # ----------------------------------------------------------------- state
 
 
@@ -188,14 +183,15 @@ class Reproduction:
         self,
         out_dir: Path,
         quick: bool = False,
-        batched: bool = True,
+        stacked: bool = True,
         threshold: float = 0.1,
         studies: list[Study] | None = None,  # another plan (tests use small ones)
         figures: bool = True,  # draw PNGs (overlaid per study, and one per run)
     ) -> None:
         self.out_dir = Path(out_dir)
         self.quick = quick
-        self.batched = batched
+        self.stacked = stacked
+        self.on_warning: Callable[[str], None] | None = None
         self.studies = studies if studies is not None else plan_studies(quick, threshold)
         self.figures = figures
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -208,53 +204,50 @@ class Reproduction:
         return self.out_dir / "sessions" / study.name
 
     def sweep(self, study: Study) -> Sweep:
-        """The study's sweep, with runs finished in an earlier attempt already filled in."""
+        """The study's sweep: the one an earlier attempt saved, when it asked for
+        the same runs, else a new one."""
         if study.name not in self.sweeps:
-            sweep = Sweep(
-                study.configs,
-                self.sessions_dir(study),
-                table=study.table if study.table != "grads" else "grid",
-                preset=study.name,
-                record_path=self.out_dir / "sweeps" / f"{study.name}.json",
-                batched=self.batched,
-                resume=True,
-            )
-            sweep.reused()
+            path = self.out_dir / "sweeps" / f"{study.name}.json"
+            sweep = None
+            if path.exists():
+                try:
+                    sweep = Sweep.resume(path, self.sessions_dir(study), self.on_warning)
+                except SweepError as exc:
+                    self._warn(f"{exc}; starting the {study.name} study again")
+                if sweep is not None and sweep.record.configs != list(study.configs):
+                    sweep = None
+            if sweep is None:
+                sweep = Sweep.new(study.configs, self.sessions_dir(study), preset=study.name,
+                                  table=study.table if study.table != "grads" else "grid",
+                                  stacked=self.stacked, record_path=path, on_warning=self.on_warning)  # fmt: skip
             self.sweeps[study.name] = sweep
         return self.sweeps[study.name]
 
     def pending_runs(self, study: Study) -> int:
-        return sum(row is None for row in self.sweep(study).rows)
+        return len(self.sweep(study).record.pending())
 
     def run_study(
-        self, study: Study, data: FashionMNIST, cancel: threading.Event | None = None
+        self, study: Study, datasets: DatasetCache, cancel: threading.Event | None = None
     ) -> Iterator[tuple[int, Event]]:
-        """Train the study's missing runs, yielding ``(position, event)``."""
+        """Train the study's pending runs, yielding ``(position, event)``."""
         cancel = cancel or threading.Event()
         state = self.state.studies.setdefault(study.name, StudyState())
         sweep = self.sweep(study)
-        self._clear_partial(study)
-        trained = any(row is None for row in sweep.rows)
+        trained = bool(sweep.record.pending())
         started = time.perf_counter()
         try:
-            yield from sweep.run(limit_train(data, study.train_limit), cancel)
+            yield from sweep.run(datasets, cancel, train_limit=study.train_limit)
         finally:
             state.seconds += time.perf_counter() - started
-            state.done = all(row is not None for row in sweep.rows) and not cancel.is_set()
+            state.done = not sweep.record.pending() and not cancel.is_set()
             self.state.save(self.state_path)
         figure = self.out_dir / "figures" / f"{study.name}.png"
         if state.done and self.figures and (trained or not figure.exists()):
             self._figures(study)
 
-    def _clear_partial(self, study: Study) -> None:
-        """Sessions an earlier attempt left unfinished are retrained, so their
-        files would only clutter the study's folder."""
-        from fmlab.trainer.sessions import list_sessions
-
-        summaries, _ = list_sessions(self.sessions_dir(study))
-        for summary in summaries:
-            if summary.status in ("interrupted", "stopped", "failed"):
-                summary.path.unlink(missing_ok=True)
+    def _warn(self, message: str) -> None:
+        if self.on_warning:
+            self.on_warning(message)
 
     def _figures(self, study: Study) -> None:
         from fmlab.trainer.figures import gradient_figure, run_figures, sweep_figures

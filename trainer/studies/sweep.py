@@ -1,6 +1,10 @@
-"""Sweeps: a list of run configs trained together where they can be, each
-saved as an ordinary session, plus one sweep record that says what was asked
-and what each run gave.
+"""Sweeps: a list of run configs trained through the job service (stacked
+where they can be), each saved as an ordinary session, plus one sweep record
+that says what was asked, which session holds each run and what each gave.
+
+A sweep that was stopped or killed continues with ``Sweep.resume``: runs that
+finished are kept, runs cut off continue from their last finished epoch
+(their checkpoint), and runs that never started start.
 
 This module does not import torch at import time.
 """
@@ -8,29 +12,30 @@ This module does not import torch at import time.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fmlab.trainer.atomic import write_atomic
 from fmlab.trainer.config import RunConfig, config_from_dict, config_to_dict
-from fmlab.trainer.events import Event, RunFinished
-from fmlab.trainer.sessions import SessionRecord, SessionRecorder, load
-from fmlab.trainer.studies.tables import FINISHED, RunRow
-
-if TYPE_CHECKING:
-    from fmlab.trainer.data import FashionMNIST
+from fmlab.trainer.data import DatasetCache
+from fmlab.trainer.events import FINISHED, Event, RunFinished, RunStarted
+from fmlab.trainer.jobs import Job, JobError, JobService, resume_job
+from fmlab.trainer.sessions import SessionError, SessionRecord, effective_status, load
+from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
+from fmlab.trainer.studies.tables import RunRow
 
 SCHEMA = "fmlab.sweep"
 VERSION = 1
-MAX_STACK = 16  # members per stacked group; more share nothing but memory
 
 
-# ----------------------------------------------------------------- the record
+class SweepError(Exception):
+    """A sweep file that cannot be used; the message names file and problem."""
 
 
 @dataclass
@@ -42,70 +47,82 @@ class SweepRecord:
     preset: str | None
     grid: dict
     configs: list[RunConfig]
-    rows: list[RunRow | None]  # by config position; None until that run ends
-    batched: bool = True
+    rows: list[RunRow | None]  # by config position; set when that run ends
+    sessions: list[str | None] = field(default_factory=list)  # session id per position, once started
+    stacked: bool = True
     status: str = "running"
     created: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time over every attempt
+    pid: int = 0
+    host: str = ""
     path: Path | None = None
 
     def to_json(self) -> str:
+        runs = [
+            {"config": config_to_dict(c), "session": s, "result": r.to_dict() if r else None}
+            for c, s, r in zip(self.configs, self.sessions, self.rows)
+        ]
         return json.dumps(
-            {
-                "schema": SCHEMA,
-                "version": VERSION,
-                "id": self.id,
-                "status": self.status,
-                "created": self.created,
-                "preset": self.preset,
-                "table": self.table,
-                "batched": self.batched,
-                "seconds": self.seconds,
-                "grid": self.grid,
-                "runs": [
-                    {"config": config_to_dict(c), "result": r.to_dict() if r else None}
-                    for c, r in zip(self.configs, self.rows)
-                ],
-            },
+            {"schema": SCHEMA, "version": VERSION, "id": self.id, "status": self.status,
+             "created": self.created, "pid": self.pid, "host": self.host, "preset": self.preset,
+             "table": self.table, "stacked": self.stacked, "seconds": self.seconds, "grid": self.grid,
+             "runs": runs},
             indent=1,
             allow_nan=False,
-        )
+        )  # fmt: skip
 
     def save(self) -> None:
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, self.to_json() + "\n")
 
-
-class SweepError(Exception):
-    """A sweep file that cannot be used; the message names file and problem."""
+    def pending(self) -> list[int]:
+        """Positions still to train: never run, or cut off (stopped, failed, interrupted)."""
+        return [i for i, row in enumerate(self.rows) if row is None or row.status not in FINISHED]
 
 
 def load_sweep(path: Path) -> SweepRecord:
+    """Read a sweep file; SweepError names what is wrong. A record still marked
+    running whose process is gone reads as interrupted."""
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("schema") != SCHEMA:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise SweepError(f"{path}: not an fmlab sweep")
-        if data.get("version", 0) > VERSION:
-            raise SweepError(f"{path}: written by a newer fmlab (sweep version {data['version']})")
+        if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+            raise SweepError(f"{path}: written by a newer fmlab (sweep version {data.get('version')!r})")
         runs = data["runs"]
+        pid, host = data.get("pid", 0), data.get("host", "")
         return SweepRecord(
-            id=data["id"],
+            id=str(data["id"]),
             table=data["table"],
             preset=data["preset"],
             grid=data["grid"],
             configs=[config_from_dict(r["config"]) for r in runs],
             rows=[RunRow.from_dict(r["result"]) if r["result"] else None for r in runs],
-            batched=data["batched"],
-            status=data["status"],
-            created=data["created"],
-            seconds=data["seconds"],
-            path=Path(path),
+            sessions=[_session_id(r.get("session")) for r in runs],
+            stacked=bool(data.get("stacked", data.get("batched", True))),  # "batched" before 0.2
+            status=effective_status(str(data["status"]), pid, host)
+            if isinstance(pid, int)
+            else "interrupted",
+            created=str(data["created"]),
+            seconds=float(data["seconds"]),
+            pid=pid if isinstance(pid, int) else 0,
+            host=str(host),
+            path=path,
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        if isinstance(exc, SweepError):
-            raise
+    except SweepError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise SweepError(f"{path}: cannot read sweep ({type(exc).__name__}: {exc})") from None
+
+
+def _session_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or "/" in value or "\\" in value or value.startswith("."):
+        raise ValueError(f"session {value!r} is not a session id")
+    return value
 
 
 def new_sweep_id(name: str) -> str:
@@ -118,156 +135,145 @@ def sweeps_dir(sessions_dir: Path) -> Path:
     return Path(sessions_dir) / "sweeps"
 
 
-# ----------------------------------------------------------------- training
-
-
-def plan_groups(configs: Sequence[RunConfig], batched: bool) -> list[list[int]]:
-    """Config positions grouped into what trains together, in grid order; a
-    one-member group goes through the engine."""
-    from fmlab.trainer.training.stack import can_batch, group_key
-
-    if not batched:
-        return [[i] for i in range(len(configs))]
-    groups: list[list[int]] = []
-    open_groups: dict[tuple, list[int]] = {}
-    for index, config in enumerate(configs):
-        if not can_batch(config):
-            groups.append([index])
-            continue
-        key = group_key(config)
-        group = open_groups.get(key)
-        if group is None or len(group) >= MAX_STACK:
-            group = open_groups[key] = []
-            groups.append(group)
-        group.append(index)
-    return groups
-
-
-def train_configs(
-    configs: Sequence[RunConfig],
-    data: FashionMNIST,
-    cancel: threading.Event | None = None,
-    batched: bool = True,
-) -> Iterator[tuple[int, Event]]:
-    """Train every config, yielding ``(position, event)``; stacked where possible."""
-    from fmlab.trainer.training import loop as engine
-    from fmlab.trainer.training.stack import run_batched
-
-    cancel = cancel or threading.Event()
-    for group in plan_groups(configs, batched):
-        if cancel.is_set():
-            return
-        if len(group) == 1:
-            for event in engine.run(configs[group[0]], data, cancel):
-                yield group[0], event
-        else:
-            for position, event in run_batched([configs[i] for i in group], data, cancel):
-                yield group[position], event
-
-
-def find_finished(sessions_dir: Path, config: RunConfig) -> SessionRecord | None:
-    """A session in ``sessions_dir`` that already ran ``config`` to its end."""
-    from fmlab.trainer.sessions import SessionError, list_sessions
-
-    wanted = config_to_dict(config)
-    summaries, _ = list_sessions(Path(sessions_dir))
-    for summary in summaries:
-        if summary.status not in FINISHED:
-            continue
-        try:
-            record = load(summary.path)
-        except SessionError:
-            continue
-        if config_to_dict(record.config) == wanted:
-            return record
-    return None
+def find_sweep(sessions_dir: Path, ref: str) -> Path:
+    """A sweep record from its id or a unique prefix of it (matched literally)."""
+    folder = sweeps_dir(sessions_dir)
+    names = sorted(p.name[:-5] for p in folder.glob("*.json")) if folder.is_dir() else []
+    if ref in names:
+        return folder / f"{ref}.json"
+    matches = [name for name in names if name.startswith(ref)]
+    if len(matches) == 1:
+        return folder / f"{matches[0]}.json"
+    if not matches:
+        raise SweepError(f"no sweep {ref!r} in {folder}")
+    raise SweepError(f"{ref!r} matches {len(matches)} sweeps in {folder}; give more of the id")
 
 
 class Sweep:
-    """Trains a list of configs, saving each run as a session in ``sessions_dir``
-    and the sweep record in ``record_path``; with ``resume``, runs whose
-    finished session is already in ``sessions_dir`` are taken from it instead."""
+    """Trains a sweep record's pending runs into ``sessions_dir`` and keeps the
+    record on disk up to date. ``Sweep.new`` starts one, ``Sweep.resume``
+    continues one; ``rows[i]`` is set once run i's RunFinished was yielded."""
 
-    def __init__(
-        self,
-        configs: Sequence[RunConfig],
-        sessions_dir: Path,
-        *,
-        table: str = "grid",
-        preset: str | None = None,
-        grid: dict | None = None,
-        record_path: Path | None = None,
-        batched: bool = True,
-        resume: bool = False,
-        on_save_error: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, record: SweepRecord, sessions_dir: Path,
+                 on_warning: Callable[[str], None] | None = None) -> None:  # fmt: skip
+        self.record = record
         self.sessions_dir = Path(sessions_dir)
-        self.on_save_error = on_save_error
-        self.resume = resume
-        name = preset or "grid"
-        self.record = SweepRecord(
-            id=new_sweep_id(name),
+        self.on_warning = on_warning
+        self.unsaved: list[str] = []  # runs whose session could not be saved in the end
+
+    @classmethod
+    def new(cls, configs: Sequence[RunConfig], sessions_dir: Path, *, table: str = "grid",
+            preset: str | None = None, grid: dict | None = None, stacked: bool = True,
+            record_path: Path | None = None, on_warning: Callable[[str], None] | None = None) -> Sweep:  # fmt: skip
+        record = SweepRecord(
+            id=new_sweep_id(preset or "grid"),
             table=table,
             preset=preset,
             grid=grid or {},
             configs=list(configs),
             rows=[None] * len(configs),
-            batched=batched,
+            sessions=[None] * len(configs),
+            stacked=stacked,
             created=datetime.now().astimezone().isoformat(timespec="seconds"),
         )
-        self.record.path = record_path or sweeps_dir(self.sessions_dir) / f"{self.record.id}.json"
-        self.recorders: dict[int, SessionRecorder] = {}
+        record.path = record_path or sweeps_dir(sessions_dir) / f"{record.id}.json"
+        return cls(record, sessions_dir, on_warning)
+
+    @classmethod
+    def resume(cls, record_path: Path, sessions_dir: Path,
+               on_warning: Callable[[str], None] | None = None) -> Sweep:  # fmt: skip
+        """Continue the sweep saved at ``record_path`` (SweepError if unreadable)."""
+        return cls(load_sweep(record_path), sessions_dir, on_warning)
 
     @property
     def rows(self) -> list[RunRow | None]:
         return self.record.rows
 
-    def reused(self) -> list[int]:
-        """Positions already finished in an earlier attempt (with ``resume``)."""
-        if not self.resume:
-            return []
-        done = []
-        for index, config in enumerate(self.record.configs):
-            if self.rows[index] is None:
-                found = find_finished(self.sessions_dir, config)
-                if found is not None:
-                    self.rows[index] = RunRow.from_record(found)
-                    done.append(index)
-        return done
+    def session_path(self, index: int) -> Path | None:
+        session = self.record.sessions[index]
+        return self.sessions_dir / f"{session}.json" if session else None
 
-    def run(self, data: FashionMNIST, cancel: threading.Event | None = None) -> Iterator[tuple[int, Event]]:
-        """Train what is not done yet; yields ``(position, event)``. The row for a
-        position is in ``rows`` once its RunFinished has been yielded."""
-        started = time.perf_counter()
-        todo = [i for i, row in enumerate(self.rows) if row is None]
-        self._save()
-        cancel = cancel or threading.Event()
+    def run(self, datasets: DatasetCache, cancel: threading.Event | None = None,
+            train_limit: int | None = None) -> Iterator[tuple[int, Event]]:  # fmt: skip
+        """Train the pending runs; yields ``(position, event)``. SweepError when
+        another process is training this sweep."""
+        lock = SessionLock(self.record.path)
         try:
-            configs = [self.record.configs[i] for i in todo]
-            for position, event in train_configs(configs, data, cancel, self.record.batched):
-                index = todo[position]
-                recorder = self.recorders.get(index)
-                if recorder is None:
-                    recorder = self.recorders[index] = SessionRecorder(self.sessions_dir, self.on_save_error)
-                recorder(event)
-                if isinstance(event, RunFinished):
-                    assert recorder.record is not None
-                    self.rows[index] = RunRow.from_record(recorder.record)
-                    self.record.seconds = time.perf_counter() - started
+            lock.acquire()
+        except SessionBusy:
+            raise SweepError(f"sweep {self.record.id} is being trained by another process") from None
+        except OSError:
+            pass  # an unwritable folder: the record's own save will say so
+        started = time.perf_counter()
+        before = self.record.seconds
+        cancel = cancel or threading.Event()
+        self.record.status, self.record.pid, self.record.host = "running", os.getpid(), socket.gethostname()
+        jobs, positions = self._jobs()
+        self._save()
+        service = JobService(self.sessions_dir, datasets, stacked=self.record.stacked,
+                             train_limit=train_limit, on_warning=self.on_warning)  # fmt: skip
+        try:
+            for slot, event in service.run(jobs, cancel):
+                index = positions[slot]
+                if isinstance(event, RunStarted):
+                    path = service.session_path(slot)
+                    self.record.sessions[index] = path.stem if path else None
+                    self._save()
+                elif isinstance(event, RunFinished):
+                    self.rows[index] = RunRow.from_record(service.recorders[slot].record)
+                    self.record.seconds = before + time.perf_counter() - started
                     self._save()
                 yield index, event
         finally:
-            self.record.seconds = time.perf_counter() - started
-            done = all(row is not None for row in self.rows)
+            self.unsaved = service.unsaved()
+            self.record.seconds = before + time.perf_counter() - started
+            done = not self.record.pending()
             self.record.status = "completed" if done and not cancel.is_set() else "stopped"
             self._save()
+            lock.release()
+
+    def _jobs(self) -> tuple[list[Job], list[int]]:
+        """A job per pending position: resumed from its session's checkpoint
+        where it has one, else from the start."""
+        jobs, positions = [], []
+        for index in self.record.pending():
+            job = self._resumed(index)
+            if job is None and self.rows[index] is not None and self.rows[index].status in FINISHED:
+                continue  # it had finished after all
+            jobs.append(job or Job(self.record.configs[index]))
+            positions.append(index)
+        return jobs, positions
+
+    def _resumed(self, index: int) -> Job | None:
+        path = self.session_path(index)
+        if path is None or not path.is_file():
+            return None
+        try:
+            record = load(path)
+        except SessionError as exc:
+            self._warn(f"{exc}; training that run again from the start")
+            return None
+        if record.status in FINISHED:  # killed after the run ended, before the record was saved
+            self.rows[index] = RunRow.from_record(record)
+            return None
+        if not record.epochs:  # cut off in its first epoch: nothing to keep
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            return resume_job(path)
+        except JobError as exc:
+            self._warn(f"{exc}; training that run again from the start")
+            return None
+
+    def _warn(self, message: str) -> None:
+        if self.on_warning:
+            self.on_warning(message)
 
     def _save(self) -> None:
         try:
             self.record.save()
         except OSError as exc:
-            if self.on_save_error:
-                self.on_save_error(f"cannot save {self.record.path}: {exc.strerror or exc}")
+            self._warn(f"cannot save {self.record.path}: {exc.strerror or exc}")
 
 
 def finished_rows(rows: Sequence[RunRow | None]) -> list[RunRow]:
@@ -277,8 +283,6 @@ def finished_rows(rows: Sequence[RunRow | None]) -> list[RunRow]:
 
 def records_of(rows: Sequence[RunRow]) -> list[SessionRecord]:
     """The session records behind rows (for figures); unreadable ones are skipped."""
-    from fmlab.trainer.sessions import SessionError
-
     records = []
     for row in rows:
         try:

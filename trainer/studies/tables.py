@@ -16,7 +16,6 @@ from fmlab.trainer.sessions import SessionRecord
 
 FORMATS = ("markdown", "csv", "json")
 TABLES = ("lr", "convergence", "architectures", "grid")
-FINISHED = ("completed", "converged", "diverged")  # a run that needs no redo
 
 
 # ----------------------------------------------------------------- results

@@ -11,6 +11,7 @@ unreadable file) with one line and status 1.
 from __future__ import annotations
 
 import typer
+
 from fmlab.tui.cli import app_command, grads, info, reproduce, sessions, sweep, train
 
 app = typer.Typer(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
 from fmlab.tui.cli.options import DATA_DIR_HELP, resolve_sessions_dir, sessions_dir_option
 from fmlab.tui.cli.output import fail
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
 from fmlab.tui.cli.options import (
     DATA_DIR_HELP,
     FORMAT_HELP,
@@ -17,7 +18,7 @@ from fmlab.tui.cli.options import (
     write_out,
 )
 from fmlab.tui.cli.output import fail, usage_error
-from fmlab.tui.cli.progress import SweepProgress
+from fmlab.tui.cli.progress import follow_sweep
 
 
 def _steps(text: str) -> int:
@@ -64,7 +65,7 @@ def grads(
     from fmlab.trainer.config import ConfigError
     from fmlab.trainer.studies.grads import grad_summary_text, grad_table
     from fmlab.trainer.studies.grid import parse_grid
-    from fmlab.trainer.studies.reproduce import grad_configs, limit_train
+    from fmlab.trainer.studies.reproduce import grad_configs
 
     fmt = check_format(fmt)
     check_out_file(out)
@@ -86,15 +87,16 @@ def grads(
 
     directory = resolve_sessions_dir(sessions_dir)
     require_writable_dir(directory, "sessions-dir")
-    dataset = load_data(data_dir, device)
+    datasets = load_data(data_dir, device)
     train_limit = count * grid.batch_sizes[0]
-    if train_limit > len(dataset.train_x):
+    available = len(datasets.get(device).train_x)
+    if train_limit > available:
         usage_error(
             "steps",
-            f"{count} steps of {grid.batch_sizes[0]} need {train_limit:,} images; there are {len(dataset.train_x):,}",
+            f"{count} steps of {grid.batch_sizes[0]} need {train_limit:,} images; there are {available:,}",
         )
-    runner = Sweep(configs, directory, preset="grads", on_save_error=warn_and_go_on)
-    _run_quietly(runner, limit_train(dataset, train_limit), quiet)
+    runner = Sweep.new(configs, directory, preset="grads", on_warning=warn_and_go_on)
+    follow_sweep(runner, datasets, quiet=quiet, label="grads", train_limit=train_limit)
     records = records_of(finished_rows(runner.rows))
     if not records:
         fail("no run finished")
@@ -109,18 +111,3 @@ def grads(
         title = f"mean gradient, first {count} steps ({configs[0].model.name}, batch {configs[0].batch_size})"
         typer.echo(f"figure saved: {gradient_figure(records, figure, title)}", err=True)
     typer.echo(f"sessions saved in {directory}", err=True)
-
-
-def _run_quietly(runner, dataset, quiet: bool) -> None:
-    import threading
-
-    from fmlab.tui.cli.train import StopOnSignal
-
-    progress = SweepProgress(runner.record.configs, quiet=quiet)
-    cancel = threading.Event()
-    with StopOnSignal(cancel):
-        try:
-            for index, event in runner.run(dataset, cancel):
-                progress(index, event)
-        finally:
-            progress.close()

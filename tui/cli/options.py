@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
 from fmlab.tui.cli.output import fail, usage_error
 
 DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz). [env: FMLAB_DATA]"
@@ -76,18 +77,18 @@ def check_out_file(out: Optional[Path], option: str = "out") -> None:
 
 
 def load_data(data_dir: Optional[Path], device: str):
-    from fmlab.trainer import data
+    """A DatasetCache holding the data on ``device``, or a one-line exit."""
     from fmlab.trainer.config import ConfigError
-    from fmlab.trainer.training import loop as engine
+    from fmlab.trainer.data import DataError, DatasetCache
 
+    datasets = DatasetCache(data_dir)
     try:
-        where = engine.resolve_device(device)
+        datasets.get(device)
     except ConfigError as exc:
         usage_error(exc.field, exc.message)
-    try:
-        return data.load(data.locate(data_dir), where)
-    except data.DataError as exc:
+    except DataError as exc:
         fail(str(exc))
+    return datasets
 
 
 def write_out(out: Optional[Path], text: str) -> None:

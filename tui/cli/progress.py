@@ -1,17 +1,17 @@
-"""The command line's consumer of training events: a rich progress bar and a
-line per epoch on stderr, so stdout stays clean for ``--json``."""
+"""The command line's consumer of training events: one rich progress bar on
+stderr (stdout stays clean for tables and ``--json``), whatever the number of
+runs. Alone, a run also gets a line per epoch and its loss on the bar; several
+runs share one bar counted in epochs over all of them."""
 
 from __future__ import annotations
 
-from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
+from collections.abc import Sequence
+
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
 
 
 def epoch_line(e: EpochMetrics) -> str:
@@ -25,143 +25,121 @@ def epoch_line(e: EpochMetrics) -> str:
     return text
 
 
+def started_line(event: RunStarted) -> str:
+    return (
+        f"training {event.config.describe()} on {event.device} ({event.device_name}), "
+        f"{event.model.total_params:,} parameters, {event.train_size:,} train / "
+        f"{event.test_size:,} test images"
+    )
+
+
 class ProgressPrinter:
-    """Shows a run's progress; call it with each event, ``close()`` at the end."""
+    """Shows the progress of ``configs`` training; call it with each
+    ``(position, event)``, ``close()`` at the end."""
 
-    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
-        self.console = console or Console(stderr=True)
-        self.quiet = quiet
-        self.progress: Progress | None = None
-        self.task = None
-        self.total_steps = 0
-        self.last_loss = float("nan")
-        self.last_acc: float | None = None
-
-    def __call__(self, event: Event) -> None:
-        if self.quiet:
-            return
-        if isinstance(event, RunStarted):
-            self._start(event)
-        elif isinstance(event, StepMetrics):
-            self.last_loss = event.loss
-            self._update(event.step, event.epoch)
-        elif isinstance(event, EpochMetrics):
-            self.last_acc = event.test_acc
-            self.console.print(epoch_line(event), highlight=False)
-            self._update(event.epoch * self.steps_per_epoch, event.epoch + 1)
-        elif isinstance(event, RunFinished):
-            self.close()
-
-    def _start(self, event: RunStarted) -> None:
-        config = event.config
-        self.steps_per_epoch = event.steps_per_epoch
-        self.epochs = config.epochs
-        self.batch_size = config.batch_size
-        self.total_steps = event.steps_per_epoch * config.epochs
-        self.console.print(
-            f"training {config.describe()} on {event.device} ({event.device_name}), "
-            f"{event.model.total_params:,} parameters, {event.train_size:,} train / "
-            f"{event.test_size:,} test images",
-            highlight=False,
-        )
-        for note in event.notes:
-            self.console.print(f"note: {note}", highlight=False)
-        self.progress = Progress(
-            TextColumn("[bold]{task.fields[where]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps  loss {task.fields[loss]}  test acc {task.fields[acc]}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "train", total=self.total_steps, where=f"epoch 1/{self.epochs}", loss="-", acc="-", rate=""
-        )
-
-    def _update(self, step: int, epoch: int) -> None:
-        if self.progress is None or self.task is None:
-            return
-        speed = self.progress.tasks[0].speed  # steps per second, smoothed by rich
-        rate = f"{speed * self.batch_size:,.0f} samples/s" if speed else ""
-        self.progress.update(
-            self.task,
-            completed=min(step, self.total_steps),
-            where=f"epoch {min(epoch, self.epochs)}/{self.epochs}",
-            loss=f"{self.last_loss:.4f}",
-            acc="-" if self.last_acc is None else f"{self.last_acc:.2f}%",
-            rate=rate,
-        )
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
-class SweepProgress:
-    """One rich progress bar on stderr for a whole sweep, counted in epochs
-    over every run (steps move it within an epoch); call it with each
-    ``(index, event)``, ``close()`` at the end."""
-
-    def __init__(self, configs, quiet: bool = False, label: str = "sweep") -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
+    def __init__(self, configs: Sequence[RunConfig], quiet: bool = False, label: str = "train",
+                 console: Console | None = None) -> None:  # fmt: skip
+        self.alone = len(configs) == 1
         self.epochs = [c.epochs for c in configs]
+        self.batch_size = configs[0].batch_size if configs else 1
         self.names = [f"{c.model.name} lr={c.optimizer.lr:g}" for c in configs]
         self.done = [0.0] * len(configs)  # epochs done (fractional) per run
         self.steps_per_epoch = [1] * len(configs)
         self.finished = 0
-        self.progress = None
-        if quiet:
-            return
-        self.progress = Progress(
-            TextColumn(f"[bold]{label}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[runs]} runs done  {task.fields[now]}"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            label, total=max(1, sum(self.epochs)), runs=f"0/{len(configs)}", now=""
-        )
-
-    def __call__(self, index: int, event) -> None:
-        from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
-
-        if isinstance(event, RunStarted):
-            self.steps_per_epoch[index] = max(1, event.steps_per_epoch)
-        elif isinstance(event, StepMetrics):
-            self.done[index] = max(self.done[index], event.step / self.steps_per_epoch[index])
-        elif isinstance(event, EpochMetrics):
-            self.done[index] = float(event.epoch)
-            self._show(
-                f"{self.names[index]}: {event.test_acc:.2f}% at epoch {event.epoch}/{self.epochs[index]}"
+        self.now = ""  # the latest epoch of several runs, in words
+        self.last_loss: float | None = None
+        self.last_acc: float | None = None
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        if not quiet:
+            self.progress = Progress(
+                TextColumn(f"[bold]{label}" if not self.alone else "[bold]{task.fields[where]}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[detail]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
             )
-            return
-        elif isinstance(event, RunFinished):
-            self.done[index] = float(self.epochs[index])
-            self.finished += 1
-        self._show(None)
+            self.task = self.progress.add_task(label, total=max(1, sum(self.epochs)), where="", detail="")
 
-    def _show(self, now: str | None) -> None:
+    def __call__(self, position: int, event: Event) -> None:
         if self.progress is None:
             return
-        fields = {"now": now} if now is not None else {}
-        self.progress.update(
-            self.task,
-            completed=sum(min(d, e) for d, e in zip(self.done, self.epochs)),
-            runs=f"{self.finished}/{len(self.epochs)}",
-            **fields,
-        )
+        if isinstance(event, RunStarted):
+            self.steps_per_epoch[position] = max(1, event.steps_per_epoch)
+            if self.alone:
+                self.console.print(started_line(event), highlight=False)
+                for note in event.notes:
+                    self.console.print(f"note: {note}", highlight=False)
+            self.progress.start()
+        elif isinstance(event, StepMetrics):
+            self.done[position] = max(self.done[position], event.step / self.steps_per_epoch[position])
+            self.last_loss = event.loss
+        elif isinstance(event, EpochMetrics):
+            self.done[position] = float(event.epoch)
+            self.last_acc = event.test_acc
+            if self.alone:
+                self.console.print(epoch_line(event), highlight=False)
+            else:
+                self.now = f"{self.names[position]}: {event.test_acc:.2f}% at epoch {event.epoch}/{self.epochs[position]}"
+        elif isinstance(event, RunFinished):
+            self.done[position] = float(self.epochs[position])
+            self.finished += 1
+        self._show()
+
+    def _show(self) -> None:
+        assert self.progress is not None
+        completed = sum(min(d, e) for d, e in zip(self.done, self.epochs))
+        fields: dict[str, str] = {}
+        if self.alone:
+            epoch = min(int(self.done[0]) + 1, self.epochs[0])
+            speed = self.progress.tasks[0].speed  # epochs per second, smoothed by rich
+            rate = f"  {speed * self.steps_per_epoch[0] * self.batch_size:,.0f} samples/s" if speed else ""
+            loss = "-" if self.last_loss is None else f"{self.last_loss:.4f}"
+            acc = "-" if self.last_acc is None else f"{self.last_acc:.2f}%"
+            fields = {
+                "where": f"epoch {epoch}/{self.epochs[0]}",
+                "detail": f"loss {loss}  test acc {acc}{rate}",
+            }
+        else:
+            fields = {"detail": f"{self.finished}/{len(self.epochs)} runs done  {self.now}"}
+        self.progress.update(self.task, completed=completed, **fields)
 
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def follow_sweep(runner, datasets, *, quiet: bool, label: str, train_limit: int | None = None,
+                 on_event=None, cancel=None, events=None) -> bool:  # fmt: skip
+    """Train ``runner``'s (a Sweep's) pending runs with one progress bar;
+    Ctrl+C and SIGTERM set ``cancel`` and stop them (saved as stopped).
+    ``events`` replaces ``runner.run(...)`` as the stream when given (a study
+    wraps it); ``on_event(index, event)`` sees every event. Returns whether
+    training was stopped."""
+    import threading
+
+    from fmlab.trainer.studies.sweep import SweepError
+    from fmlab.tui.cli.output import fail
+    from fmlab.tui.cli.signals import StopOnSignal
+
+    pending = runner.record.pending()
+    progress = ProgressPrinter(
+        [runner.record.configs[i] for i in pending], quiet=quiet or not pending, label=label
+    )
+    slots = {index: slot for slot, index in enumerate(pending)}
+    cancel = cancel or threading.Event()
+    with StopOnSignal(cancel):
+        try:
+            stream = events if events is not None else runner.run(datasets, cancel, train_limit=train_limit)
+            for index, event in stream:
+                progress(slots[index], event)
+                if on_event is not None:
+                    on_event(index, event)
+        except SweepError as exc:
+            fail(str(exc))
+        finally:
+            progress.close()
+    return cancel.is_set()

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from fmlab.trainer.events import FINISHED
 from fmlab.tui.cli.options import (
     DATA_DIR_HELP,
     FORMAT_HELP,
@@ -18,7 +20,7 @@ from fmlab.tui.cli.options import (
     write_out,
 )
 from fmlab.tui.cli.output import FAILURE, fail, usage_error
-from fmlab.tui.cli.progress import SweepProgress
+from fmlab.tui.cli.progress import follow_sweep
 
 
 def sweep(
@@ -57,8 +59,17 @@ def sweep(
     stop_on_converge: Optional[bool] = typer.Option(
         None, "--stop-on-converge/--no-stop-on-converge", help="End each run once it has converged."
     ),
-    sequential: bool = typer.Option(
-        False, "--sequential", help="Train runs one after another instead of stacked."
+    stack: bool = typer.Option(
+        True,
+        "--stack/--no-stack",
+        help="Train runs of one shape together as one stack (the default), or one by one.",
+    ),
+    resume: Optional[str] = typer.Option(
+        None,
+        "--resume",
+        metavar="SWEEP_ID",
+        help="Continue a stopped or killed sweep (its own grid is used): finished runs are kept, "
+        "runs cut off continue from their last finished epoch.",
     ),
     fmt: str = typer.Option("markdown", "--format", help=FORMAT_HELP, metavar="FORMAT"),
     out: Optional[Path] = typer.Option(
@@ -103,48 +114,52 @@ def sweep(
         configs = expand(grid)
     except ConfigError as exc:
         usage_error(exc.field, exc.message)
-    table = chosen.table if chosen else "grid"
-    columns = table_columns(table, configs)
+    from fmlab.trainer.studies.sweep import Sweep, SweepError, find_sweep
     from fmlab.tui.cli.options import require_writable_dir, resolve_sessions_dir
 
     directory = resolve_sessions_dir(sessions_dir)
     require_writable_dir(directory, "sessions-dir")
     if figures is not None:
         require_writable_dir(figures, "figures")
-    dataset = load_data(data_dir, device)
-    from fmlab.trainer.studies.sweep import Sweep
-
-    runner = Sweep(configs, directory, table=table, preset=chosen.name if chosen else None,
-                   grid=grid_to_dict(grid), batched=not sequential, on_save_error=warn_and_go_on)  # fmt: skip
-    _run_sweep(runner, dataset, columns, fmt, quiet)
+    if resume is not None:
+        try:
+            runner = Sweep.resume(find_sweep(directory, resume), directory, warn_and_go_on)
+        except SweepError as exc:
+            fail(str(exc))
+        if not runner.record.pending():
+            typer.echo(f"sweep {runner.record.id} has no run left to train", err=True)
+    else:
+        table = chosen.table if chosen else "grid"
+        runner = Sweep.new(configs, directory, table=table, preset=chosen.name if chosen else None,
+                           grid=grid_to_dict(grid), stacked=stack, on_warning=warn_and_go_on)  # fmt: skip
+    columns = table_columns(runner.record.table, runner.record.configs)
+    datasets = load_data(data_dir, runner.record.configs[0].device)
+    _run_sweep(runner, datasets, columns, fmt, quiet)
     _finish_sweep(runner, columns, fmt, out, figures)
 
 
-def _run_sweep(runner, dataset, columns: list[str], fmt: str, quiet: bool) -> None:
-    import threading
-
+def _run_sweep(runner, datasets, columns: list[str], fmt: str, quiet: bool) -> None:
     from fmlab.trainer.events import RunFinished
     from fmlab.trainer.studies.tables import TableWriter
-    from fmlab.tui.cli.train import StopOnSignal
 
     writer = TableWriter(columns, fmt, LiveStdout())
     writer.header()
-    progress = SweepProgress(runner.record.configs, quiet=quiet)
-    cancel = threading.Event()
-    with StopOnSignal(cancel):
-        try:
-            for index, event in runner.run(dataset, cancel):
-                progress(index, event)
-                if isinstance(event, RunFinished):
-                    writer.row(runner.rows[index])
-        finally:
-            progress.close()
+    for row in runner.rows:  # finished in an earlier attempt
+        if row is not None and row.status in FINISHED:
+            writer.row(row)
+
+    def table_row(index: int, event) -> None:
+        if isinstance(event, RunFinished):
+            writer.row(runner.rows[index])
+
+    stopped = follow_sweep(runner, datasets, quiet=quiet, label="sweep", on_event=table_row)
     if fmt == "json":
-        # JSON is one document: the finished rows, in grid order
+        # JSON is one document: the rows, in grid order
         writer.rows = [row for row in runner.rows if row is not None]
     writer.close()
-    if cancel.is_set():
-        typer.echo("stopped: unfinished runs are saved as stopped sessions", err=True)
+    if stopped:
+        typer.echo(f"stopped: unfinished runs are saved as stopped sessions; continue with "
+                   f"fmlab sweep --resume {runner.record.id}", err=True)  # fmt: skip
 
 
 def _finish_sweep(runner, columns: list[str], fmt: str, out: Optional[Path], figures: Optional[Path]) -> None:
@@ -164,5 +179,7 @@ def _finish_sweep(runner, columns: list[str], fmt: str, out: Optional[Path], fig
         except (ExportError, OSError) as exc:
             fail(str(exc))
         typer.echo(f"figures: {len(paths)} PNG files in {figures}", err=True)
-    if any(row.status == "failed" for row in rows):
+    for problem in runner.unsaved:
+        typer.echo(f"Error: not saved: {problem}", err=True)
+    if any(row.status == "failed" for row in rows) or runner.unsaved:
         raise typer.Exit(FAILURE)

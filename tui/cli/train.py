@@ -1,14 +1,15 @@
-"""``fmlab train``'s body: load data, run the engine, feed the consumers."""
+"""``fmlab train``: one run through the job service, with its progress on
+stderr and a summary (or ``--json``) on stdout."""
 
 from __future__ import annotations
 
-import signal
 import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import typer
+
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.events import RunFinished
 from fmlab.tui.cli.options import (
@@ -19,53 +20,18 @@ from fmlab.tui.cli.options import (
 )
 from fmlab.tui.cli.output import FAILURE, fail, percent, print_json, usage_error
 from fmlab.tui.cli.progress import ProgressPrinter
+from fmlab.tui.cli.signals import StopOnSignal
 
 
-class StopOnSignal:
-    """SIGINT and SIGTERM set the cancel flag, so the run ends as ``stopped``
-    and is saved; a second Ctrl+C gives up waiting."""
-
-    def __init__(self, cancel: threading.Event) -> None:
-        self.cancel = cancel
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.cancel.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.cancel.set()
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-def load_resumable(sessions_dir: Path, ref: str):
-    """The session and checkpoint to resume, or a one-line exit."""
-    from fmlab.trainer.sessions import SessionError, checkpoint_path, find_session, load
-    from fmlab.trainer.training.loop import Checkpoint
+def resumable_job(sessions_dir: Path, ref: str):
+    """The job continuing session ``ref`` from its checkpoint, or a one-line exit."""
+    from fmlab.trainer.jobs import JobError, resume_job
+    from fmlab.trainer.sessions import SessionError, find_session
 
     try:
-        record = load(find_session(sessions_dir, ref))
-    except SessionError as exc:
+        return resume_job(find_session(sessions_dir, ref))
+    except (SessionError, JobError) as exc:
         fail(str(exc))
-    if record.status not in ("stopped", "interrupted", "failed"):
-        fail(f"session {record.id} is {record.status}; only stopped or interrupted runs can be resumed")
-    sidecar = checkpoint_path(record.path)
-    if not sidecar.exists():
-        fail(f"{sidecar}: no checkpoint to resume from (it is written after each finished epoch)")
-    try:
-        checkpoint = Checkpoint.load(sidecar)
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        fail(
-            f"{sidecar}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        )
-    return record, checkpoint
 
 
 def run_training(
@@ -77,53 +43,45 @@ def run_training(
     quiet: bool,
     resume_ref: str | None = None,
 ) -> None:
-    from fmlab.trainer import data
-    from fmlab.trainer.sessions import SessionRecorder
-    from fmlab.trainer.training import loop as engine
+    from fmlab.trainer.data import DataError, DatasetCache
+    from fmlab.trainer.jobs import Job, JobError, JobService
 
-    resumed = load_resumable(sessions_dir, resume_ref) if resume_ref else None
-    if resumed:
-        config = resumed[0].config
-    try:
-        device = engine.resolve_device(config.device)
-    except ConfigError as exc:
-        usage_error(exc.field, exc.message)
-    try:
-        dataset = data.load(data.locate(data_dir), device)
-    except data.DataError as exc:
-        fail(str(exc))
-    warnings: list[str] = []
+    job = resumable_job(sessions_dir, resume_ref) if resume_ref else Job(config)
+    config = job.config
 
     def warn(message: str) -> None:
-        warnings.append(message)
         typer.echo(f"Warning: {message}; training goes on", err=True)
 
-    recorder = SessionRecorder(sessions_dir, on_error=warn)
-    checkpoint = None
-    if resumed:
-        record, checkpoint = resumed
-        recorder.resume(record, checkpoint.history, checkpoint.step)
-        if not (quiet or json_output):
-            typer.echo(f"resuming {record.id} after epoch {checkpoint.epoch}", err=True)
-    progress = ProgressPrinter(quiet=quiet or json_output)
+    service = JobService(sessions_dir, DatasetCache(data_dir), on_warning=warn)
+    try:
+        service.data_for(config)
+    except ConfigError as exc:
+        usage_error(exc.field, exc.message)
+    except DataError as exc:
+        fail(str(exc))
+    if job.resume and not (quiet or json_output):
+        typer.echo(f"resuming {job.resume.record.id} after epoch {job.resume.checkpoint.epoch}", err=True)
+    progress = ProgressPrinter([config], quiet=quiet or json_output)
     cancel = threading.Event()
     finished: RunFinished | None = None
     with StopOnSignal(cancel):
         try:
-            events = engine.run(
-                config, dataset, cancel, resume=checkpoint, on_checkpoint=recorder.save_checkpoint
-            )
-            for event in events:
-                recorder(event)
-                progress(event)
+            for position, event in service.run([job], cancel):
+                progress(position, event)
                 if isinstance(event, RunFinished):
                     finished = event
+        except JobError as exc:
+            fail(str(exc))
         finally:
             progress.close()
     assert finished is not None
+    _summary(config, finished, service.recorders[0], json_output)
+
+
+def _summary(config: RunConfig, finished: RunFinished, recorder, json_output: bool) -> None:
     results = finished.results
     if recorder.save_error:
-        recorder.save()  # the disk may have room again by now
+        recorder.finish()  # the disk may have room again by now
     saved = recorder.save_error is None
     if json_output:
         print_json(
@@ -148,9 +106,7 @@ def run_training(
             typer.echo(f"session saved: {recorder.path}")
         else:
             typer.echo(f"session NOT saved: {recorder.save_error}", err=True)
-    if results.status == "failed":
-        raise typer.Exit(FAILURE)
-    if not saved:
+    if results.status == "failed" or not saved:
         raise typer.Exit(FAILURE)
 
 

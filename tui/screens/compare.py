@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fmlab.trainer.sessions import SessionRecord
-from fmlab.tui.widgets.accuracy_chart import AccuracyChart
-from fmlab.tui.widgets.loss_chart import LossChart
-from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
+
+from fmlab.trainer.sessions import SessionRecord
+from fmlab.tui.widgets.accuracy_chart import AccuracyChart
+from fmlab.tui.widgets.loss_chart import LossChart
+from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries
 
 
 def percent(value: float | None) -> str:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fmlab.trainer.config import RunConfig
-from fmlab.tui.widgets.config_form import ConfigForm
-from fmlab.tui.widgets.param_inspector import ParamInspector
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header
+
+from fmlab.trainer.config import RunConfig
+from fmlab.tui.widgets.config_form import ConfigForm
+from fmlab.tui.widgets.param_inspector import ParamInspector
 
 
 class ConfigureScreen(Screen):

@@ -12,6 +12,14 @@ import threading
 import time
 from pathlib import Path
 
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState, get_current_worker
+
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.replay import ReplayControl, play
 from fmlab.trainer.sessions import SessionRecord
@@ -32,36 +40,10 @@ from fmlab.tui.widgets.loss_chart import LossChart
 from fmlab.tui.widgets.metric_chart import MetricChart
 from fmlab.tui.widgets.run_progress import RunProgress
 from fmlab.tui.widgets.system_line import SystemLine
-from textual import work
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.screen import Screen
-from textual.widgets import Footer, Header
-from textual.worker import Worker, WorkerState, get_current_worker
 
 REDRAWS_PER_SECOND = 10
 CHART_SHARE = 0.03
 TRAINING_PROGRESS_EVERY = 0.5  # seconds
-
-
-class DatasetCache:
-    """Fashion-MNIST loaded once per device and kept for the next run."""
-
-    def __init__(self, data_dir: Path | None) -> None:
-        self.data_dir = data_dir
-        self._loaded: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def get(self, device_name: str):
-        from fmlab.trainer import data
-        from fmlab.trainer.training import loop as engine
-
-        device = engine.resolve_device(device_name)
-        with self._lock:
-            if str(device) not in self._loaded:
-                self._loaded[str(device)] = data.load(data.locate(self.data_dir), device)
-            return self._loaded[str(device)]
 
 
 class LiveScreen(TrainingJob, Screen):
@@ -130,27 +112,26 @@ class LiveScreen(TrainingJob, Screen):
         self,
         run_id: int,
         config: RunConfig,
-        datasets: DatasetCache,
+        datasets,
         cancel: threading.Event,
         sessions_dir: Path,
     ) -> None:
-        from fmlab.trainer import data
-        from fmlab.trainer.sessions import SessionRecorder
-        from fmlab.trainer.training import loop as engine
+        from fmlab.trainer.data import DataError
+        from fmlab.trainer.jobs import Job, JobService
 
         worker = get_current_worker()
+        service = JobService(
+            sessions_dir, datasets, on_warning=lambda m: self.post_message(SaveFailed(run_id, m))
+        )
         try:
-            dataset = datasets.get(config.device)
-        except (data.DataError, ConfigError) as exc:
+            service.data_for(config)
+        except (DataError, ConfigError) as exc:
             self.post_message(RunRefused(run_id, str(exc)))
             return
-        recorder = SessionRecorder(sessions_dir, on_error=lambda m: self.post_message(SaveFailed(run_id, m)))
-        events = engine.run(config, dataset, cancel, on_checkpoint=recorder.save_checkpoint)
-        for event in events:
+        for position, event in service.run([Job(config)], cancel):
             if worker.is_cancelled:  # the app is closing: end as "stopped", saved
                 cancel.set()
-            recorder(event)
-            self.post_message(message_for(run_id, event, recorder.path))
+            self.post_message(message_for(run_id, event, service.session_path(position)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run")
     def _replay(self, run_id: int, record: SessionRecord, control: ReplayControl) -> None:

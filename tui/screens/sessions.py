@@ -9,16 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmlab.trainer.sessions import SessionError, SessionRecord, SessionSummary, delete_session, load
-from fmlab.tui.screens.compare import CompareScreen
-from fmlab.tui.screens.confirm import ConfirmScreen
-from fmlab.tui.screens.export import ExportScreen
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
+
+from fmlab.trainer.sessions import SessionError, SessionRecord, SessionSummary, delete_session, load
+from fmlab.tui.screens.compare import CompareScreen
+from fmlab.tui.screens.confirm import ConfirmScreen
+from fmlab.tui.screens.export import ExportScreen
 
 COLUMNS = ("", "when", "arch", "lr", "epochs", "final", "best", "conv", "status", "id")
 # fixed widths: an auto-width table measures every cell of every row on each fill

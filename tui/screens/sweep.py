@@ -15,20 +15,6 @@ from __future__ import annotations
 import threading
 import time
 
-from fmlab.trainer.config import ConfigError
-from fmlab.trainer.events import RunFinished, StepMetrics
-from fmlab.trainer.studies.grid import PRESETS
-from fmlab.trainer.studies.sweep import Sweep
-from fmlab.trainer.studies.tables import COLUMNS
-from fmlab.tui.messages import RunRefused, SaveFailed, SweepEnded, SweepEventRecorded
-from fmlab.tui.screens.live import DatasetCache
-from fmlab.tui.screens.sweep_run import SweepPlan, SweepRun, check_form
-from fmlab.tui.screens.training_job import TrainingJob
-from fmlab.tui.widgets.accuracy_chart import AccuracyChart
-from fmlab.tui.widgets.loss_chart import LossChart
-from fmlab.tui.widgets.metric_chart import MetricChart
-from fmlab.tui.widgets.run_progress import RunProgress
-from fmlab.tui.widgets.validates_soon import ValidatesSoon
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -36,6 +22,20 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState, get_current_worker
+
+from fmlab.trainer.config import ConfigError
+from fmlab.trainer.events import RunFinished, StepMetrics
+from fmlab.trainer.studies.grid import PRESETS
+from fmlab.trainer.studies.sweep import Sweep
+from fmlab.trainer.studies.tables import COLUMNS
+from fmlab.tui.messages import RunRefused, SaveFailed, SweepEnded, SweepEventRecorded
+from fmlab.tui.screens.sweep_run import SweepPlan, SweepRun, check_form
+from fmlab.tui.screens.training_job import TrainingJob
+from fmlab.tui.widgets.accuracy_chart import AccuracyChart
+from fmlab.tui.widgets.loss_chart import LossChart
+from fmlab.tui.widgets.metric_chart import MetricChart
+from fmlab.tui.widgets.run_progress import RunProgress
+from fmlab.tui.widgets.validates_soon import ValidatesSoon
 
 REDRAWS_PER_SECOND = 4
 CHART_SHARE = 0.03  # charts may take at most this share of the time while training (as live.py)
@@ -217,14 +217,14 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
         self.cancel = threading.Event()
         self.sweep_id += 1
         sweep_id = self.sweep_id
-        runner = Sweep(
+        runner = Sweep.new(
             plan.configs,
             self.app.sessions_dir,
             table=plan.table,
             preset=plan.preset,
             grid=plan.grid,
-            batched=plan.batched,
-            on_save_error=lambda message: self.post_message(SaveFailed(sweep_id, message)),
+            stacked=plan.stacked,
+            on_warning=lambda message: self.post_message(SaveFailed(sweep_id, message)),
         )
         shown = SweepRun.of(plan)
         shown.state, shown.record_path, shown.began_at = "running", runner.record.path, time.monotonic()
@@ -234,18 +234,18 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
         self.refresh_bindings()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sweep")
-    def _train(self, sweep_id: int, runner: Sweep, datasets: DatasetCache, cancel: threading.Event) -> None:
-        from fmlab.trainer import data
+    def _train(self, sweep_id: int, runner: Sweep, datasets, cancel: threading.Event) -> None:
+        from fmlab.trainer.data import DataError
 
         worker = get_current_worker()
         try:
-            dataset = datasets.get(runner.record.configs[0].device)
-        except (data.DataError, ConfigError) as exc:
+            datasets.get(runner.record.configs[0].device)
+        except (DataError, ConfigError) as exc:
             self.post_message(RunRefused(sweep_id, str(exc)))
             return
         if worker.is_cancelled:
             cancel.set()
-        for index, event in runner.run(dataset, cancel):
+        for index, event in runner.run(datasets, cancel):
             if worker.is_cancelled:  # the app is closing: end as "stopped", saved
                 cancel.set()
             row = runner.rows[index] if isinstance(event, RunFinished) else None

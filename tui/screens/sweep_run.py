@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmlab.trainer.config import ConfigError, RunConfig
-from fmlab.trainer.events import EpochMetrics, RunStarted, StepMetrics
+from fmlab.trainer.events import FINISHED, EpochMetrics, RunStarted, StepMetrics
 from fmlab.trainer.studies.grid import PRESETS, expand, grid_to_dict, parse_grid
-from fmlab.trainer.studies.tables import COLUMNS, FINISHED, RunRow, table_columns, varying_axes
+from fmlab.trainer.studies.tables import COLUMNS, RunRow, table_columns, varying_axes
 from fmlab.tui.screens.live_run import clock_text
 from fmlab.tui.widgets.metric_chart import RunSeries
 
@@ -26,7 +26,7 @@ class SweepPlan:
     table: str
     preset: str | None
     grid: dict
-    batched: bool
+    stacked: bool
 
     @property
     def name(self) -> str:
@@ -34,7 +34,7 @@ class SweepPlan:
 
 
 def check_form(
-    preset: str, values: dict[str, object], batched: bool
+    preset: str, values: dict[str, object], stacked: bool
 ) -> tuple[SweepPlan | None, dict[str, str]]:
     """The plan, or None and each refused field with its reason.
 
@@ -60,7 +60,7 @@ def check_form(
         where = exc.field if exc.field in values else ""
         return None, {where: exc.message if where else str(exc)}
     table = chosen.table if chosen else "grid"
-    return SweepPlan(configs, table, chosen.name if chosen else None, grid_to_dict(grid), batched), {}
+    return SweepPlan(configs, table, chosen.name if chosen else None, grid_to_dict(grid), stacked), {}
 
 
 def sweep_columns(table: str, configs: list[RunConfig]) -> list[str]:

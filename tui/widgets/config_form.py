@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fmlab.trainer.config import ARCH_PRESETS, ConfigError, RunConfig, parse_run_config
-from fmlab.tui.widgets.validates_soon import ValidatesSoon
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
+
+from fmlab.trainer.config import ARCH_PRESETS, ConfigError, RunConfig, parse_run_config
+from fmlab.tui.widgets.validates_soon import ValidatesSoon
 
 # Run presets: a name, what the menu says, and the fields they set.
 RUN_PRESETS: dict[str, tuple[str, dict[str, object]]] = {

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fmlab.tui.widgets.metric_chart import RUN_COLORS, MetricChart
 from textual.binding import Binding
 from textual.reactive import reactive
+
+from fmlab.tui.widgets.metric_chart import RUN_COLORS, MetricChart
 
 
 class GradientChart(MetricChart):

@@ -12,11 +12,12 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from fmlab.trainer.events import EpochMetrics, StepMetrics
-from fmlab.trainer.sessions import SessionRecord
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
+
+from fmlab.trainer.events import EpochMetrics, StepMetrics
+from fmlab.trainer.sessions import SessionRecord
 
 RUN_COLORS = ("cyan", "orange", "green", "magenta", "red", "blue", "yellow")
 RAW_COLOR = "gray"  # the unsmoothed curve, kept visible under the smoothed one

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fmlab.trainer.config import ModelSpec
-from fmlab.trainer.models import summarize
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
+
+from fmlab.trainer.config import ModelSpec
+from fmlab.trainer.models import summarize
 
 # Below this width the table narrows: output width only, and no params column
 # (the formula ends with the count).

@@ -1,21 +1,33 @@
+"""The one training loop and its steppers, on tiny generated data."""
+
 import threading
 
 import pytest
 import torch
 import torch.nn.functional as F
-from fmlab.trainer.config import ConvergenceRule, parse_run_config
+from one_run import train_one
+
+from fmlab.trainer.config import ConfigError, ConvergenceRule, parse_run_config
+from fmlab.trainer.device import resolve_device
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
 from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step
 from fmlab.trainer.models import build_mlp
-from fmlab.trainer.training import loop as engine
+from fmlab.trainer.sessions import SessionRecorder
+from fmlab.trainer.training import graphs, recorder
+from fmlab.trainer.training.steppers import MomentumOrAdam, PlainSGD, make_stepper
 
 
 def run_all(config, dataset, cancel=None):
-    return list(engine.run(config, dataset, cancel))
+    return list(train_one(config, dataset, cancel))
 
 
 def of(events, kind):
     return [e for e in events if isinstance(e, kind)]
+
+
+def batch(dataset, start=0, size=64):
+    x, y = dataset.train_x[start : start + size], dataset.train_y[start : start + size]
+    return x, y, F.one_hot(y, 10).float().t()
 
 
 def test_learns_the_tiny_problem_and_event_order(tiny_dataset):
@@ -31,81 +43,67 @@ def test_learns_the_tiny_problem_and_event_order(tiny_dataset):
     assert finished.results.steps_done == 24
 
 
-def test_gradients_and_update_match_autograd_and_torch_sgd(tiny_dataset):
+def test_plain_sgd_matches_autograd_and_torch_sgd(tiny_dataset):
     config = parse_run_config(lr=0.05, arch="32,16")
-    x, y = tiny_dataset.train_x[:64], tiny_dataset.train_y[:64]
-    reference = build_mlp(config.model, 3)
-    ours = build_mlp(config.model, 3)
+    reference = build_mlp(config.model, 0)
     optimizer = torch.optim.SGD(reference.parameters(), lr=0.05)
-    stepper = engine.MLPStepper(ours, config)
-    for _ in range(3):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(reference(x), y)
-        loss.backward()
-        expected_grads = [p.grad.clone() for p in reference.parameters()]
-        optimizer.step()
-        ours_loss = stepper.step(x, y, F.one_hot(y, 10).float()) / len(x)
-        assert ours_loss.item() == pytest.approx(loss.item(), rel=1e-5)
-        for grad, expected in zip(stepper.grads, expected_grads):
-            torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
-    for p, q in zip(ours.parameters(), reference.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
-
-
-def test_fused_step_updates_like_torch_sgd(tiny_dataset):
-    config = parse_run_config(lr=0.05, arch="32,16")
-    reference = build_mlp(config.model, 3)
-    ours = build_mlp(config.model, 3)
-    optimizer = torch.optim.SGD(reference.parameters(), lr=0.05)
-    stepper = engine.MLPStepper(ours, config)
+    stepper = make_stepper([config], torch.device("cpu"))
+    assert isinstance(stepper, PlainSGD)
     for start in (0, 64, 128):
-        x, y = tiny_dataset.train_x[start : start + 64], tiny_dataset.train_y[start : start + 64]
+        x, y, onehot_t = batch(tiny_dataset, start)
         optimizer.zero_grad()
         loss = F.cross_entropy(reference(x), y)
         loss.backward()
+        grads = [p.grad for p in reference.parameters()]
+        ours_loss, stats = stepper.step(x, y, onehot_t, want_stats=True)
         optimizer.step()
-        ours_loss = stepper.fused_step(x, y, F.one_hot(y, 10).float()) / len(x)
-        assert ours_loss.item() == pytest.approx(loss.item(), rel=1e-5)
-    for p, q in zip(ours.parameters(), reference.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
-    assert all(not g.any() for g in stepper.grads)  # no gradient tensor was written
+        assert (ours_loss[0] / len(x)).item() == pytest.approx(loss.item(), rel=1e-5)
+        flat = torch.cat([g.flatten() for g in grads])
+        assert stats[0, 0].item() == pytest.approx(flat.mean().item(), rel=1e-3, abs=1e-9)
+        assert stats[0, 1].item() == pytest.approx(flat.norm().item(), rel=1e-4)
+        layer1 = torch.cat([grads[0].flatten(), grads[1]])
+        assert stats[0, 2].item() == pytest.approx(layer1.norm().item(), rel=1e-4)
+        assert stats.shape == (1, 2 + 3)
+    for ours, theirs in zip(stepper.member_params(0), reference.parameters()):
+        torch.testing.assert_close(ours, theirs.detach(), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("optimizer, momentum", [("sgd", 0.9), ("adam", 0.0)])
 def test_momentum_and_adam_follow_torch_optim(tiny_dataset, optimizer, momentum):
     config = parse_run_config(lr=0.01, arch="32", optimizer=optimizer, momentum=momentum)
-    x, y = tiny_dataset.train_x[:64], tiny_dataset.train_y[:64]
-    reference, ours = build_mlp(config.model, 1), build_mlp(config.model, 1)
+    x, y, onehot_t = batch(tiny_dataset)
+    reference = build_mlp(config.model, 0)
     if optimizer == "adam":
         torch_opt = torch.optim.Adam(reference.parameters(), lr=0.01)
     else:
         torch_opt = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
-    stepper = engine.MLPStepper(ours, config)
-    for _ in range(4):
+    stepper = make_stepper([config], torch.device("cpu"))
+    assert isinstance(stepper, MomentumOrAdam)
+    for number in range(4):
         torch_opt.zero_grad()
         F.cross_entropy(reference(x), y).backward()
+        stepper.step(x, y, onehot_t, want_stats=False)
+        if number == 0:  # from the same weights: the same gradients
+            for ours, theirs in zip(stepper.grads, reference.parameters()):
+                torch.testing.assert_close(ours[0], theirs.grad, rtol=1e-4, atol=1e-6)
         torch_opt.step()
-        stepper.step(x, y, F.one_hot(y, 10).float())
     # Adam divides by the gradient's running scale, so last-bit differences in
     # near-zero gradients show up at the size of the learning rate's rounding
     atol = 1e-4 if optimizer == "adam" else 1e-6
-    for p, q in zip(ours.parameters(), reference.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=atol)
+    for ours, theirs in zip(stepper.member_params(0), reference.parameters()):
+        torch.testing.assert_close(ours, theirs.detach(), rtol=1e-4, atol=atol)
 
 
 def test_grad_stats_weight_every_parameter_equally(tiny_dataset):
-    config = parse_run_config(arch="8")
-    model = build_mlp(config.model, 0)
-    stepper = engine.MLPStepper(model, config)
-    x, y = tiny_dataset.train_x[:32], tiny_dataset.train_y[:32]
-    stepper.step(x, y, F.one_hot(y, 10).float())
-    stats = stepper.grad_stats().tolist()
-    flat = torch.cat([g.flatten() for g in stepper.grads])
-    assert stats[0] == pytest.approx(flat.mean().item(), rel=1e-4, abs=1e-9)
-    assert stats[1] == pytest.approx(flat.norm().item(), rel=1e-5)
-    layer1 = torch.cat([stepper.grads[0].flatten(), stepper.grads[1]])
-    assert stats[2] == pytest.approx(layer1.norm().item(), rel=1e-5)
-    assert len(stats) == 2 + 2
+    stepper = make_stepper([parse_run_config(arch="8", optimizer="adam", lr=0.001)], torch.device("cpu"))
+    x, y, onehot_t = batch(tiny_dataset, size=32)
+    _, stats = stepper.step(x, y, onehot_t, want_stats=True)
+    flat = torch.cat([g[0].flatten() for g in stepper.grads])
+    assert stats[0, 0].item() == pytest.approx(flat.mean().item(), rel=1e-4, abs=1e-9)
+    assert stats[0, 1].item() == pytest.approx(flat.norm().item(), rel=1e-5)
+    layer1 = torch.cat([stepper.grads[0][0].flatten(), stepper.grads[1][0]])
+    assert stats[0, 2].item() == pytest.approx(layer1.norm().item(), rel=1e-5)
+    assert stats.shape == (1, 2 + 2)
 
 
 def test_step_metrics_every_step_then_at_a_bounded_rate(tiny_dataset):
@@ -115,12 +113,26 @@ def test_step_metrics_every_step_then_at_a_bounded_rate(tiny_dataset):
     assert steps == [s for s in range(1, 33) if is_metric_step(s, 5, 3)]
 
 
-def test_huge_learning_rate_diverges_cleanly(tiny_dataset):
+def test_huge_learning_rate_diverges_cleanly_at_its_step(tiny_dataset):
     events = run_all(parse_run_config(epochs=5, lr=1e5), tiny_dataset)
     finished = events[-1]
     assert finished.status == "diverged"
-    assert "non-finite" in finished.results.message
+    first_bad = next(
+        e.step for e in of(events, StepMetrics) if e.loss != e.loss or abs(e.loss) == float("inf")
+    )
+    assert finished.results.message == f"loss became non-finite at step {first_bad}"
+    assert finished.results.steps_done == first_bad  # not the steps taken on before it was noticed
     assert len(of(events, EpochMetrics)) < 5
+
+
+def test_running_results_count_every_step_of_an_epoch(tiny_dataset, sessions_dir):
+    config = parse_run_config(epochs=2, arch="8", full_steps=0, step_every=3)  # 8 steps, 2 recorded
+    session = SessionRecorder(sessions_dir)
+    for event in train_one(config, tiny_dataset):
+        session(event)
+        if isinstance(event, EpochMetrics) and event.epoch == 1:
+            assert session.record.results.steps_done == 8
+    assert session.record.results.steps_done == 16
 
 
 def test_stop_on_converge_ends_the_run(tiny_dataset):
@@ -144,11 +156,11 @@ def test_convergence_tracker_rule():
 
 
 def test_cancel_stops_at_the_next_step(tiny_dataset, monkeypatch):
-    monkeypatch.setattr(engine, "FLUSH_SECONDS", 0.0)  # hand out every step at once
+    monkeypatch.setattr(recorder, "FLUSH_SECONDS", 0.0)  # hand out every step at once
     cancel = threading.Event()
     config = parse_run_config(epochs=5, full_steps=0, step_every=1)
     events = []
-    for event in engine.run(config, tiny_dataset, cancel):
+    for event in train_one(config, tiny_dataset, cancel):
         events.append(event)
         if isinstance(event, StepMetrics) and event.step == 11:
             cancel.set()
@@ -168,19 +180,17 @@ def test_shuffle_is_seeded_and_changes_the_order(tiny_dataset):
 
 
 def test_cuda_request_without_cuda_is_a_config_error(monkeypatch):
-    from fmlab.trainer.config import ConfigError
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="cuda"):
-        engine.resolve_device("cuda")
-    assert engine.resolve_device("auto").type == "cpu"
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
 
 
 def test_errors_while_training_end_the_run_as_failed(tiny_dataset, monkeypatch):
     def broken(self, *args):
         raise RuntimeError("out of memory\nmore detail")
 
-    monkeypatch.setattr(engine.MLPStepper, "step", broken)
+    monkeypatch.setattr(PlainSGD, "step", broken)
     events = run_all(parse_run_config(epochs=1), tiny_dataset)
     assert events[-1].status == "failed"
     assert events[-1].results.message == "RuntimeError: out of memory"
@@ -190,24 +200,22 @@ class FakeCuda:
     type = "cuda"
 
 
-def test_cuda_graph_fallbacks_keep_the_eager_step(tiny_dataset, monkeypatch):
-    stepper = engine.MLPStepper(build_mlp(parse_run_config(arch="8").model, 0), parse_run_config())
-    assert engine.choose_step(stepper, 64, torch.device("cpu")) == (stepper.step, "")
+def test_cuda_graph_fallbacks_keep_the_eager_step(monkeypatch):
+    stepper = make_stepper([parse_run_config(arch="8")], torch.device("cpu"))
+    assert graphs.choose_step(stepper, 64, torch.device("cpu")) == (stepper.step, "")
 
     def capture_fails(*args):
         raise RuntimeError("operation not permitted when stream is capturing\ndetails")
 
-    monkeypatch.setattr(engine, "GraphedStep", capture_fails)
-    step, note = engine.choose_step(stepper, 64, FakeCuda())
+    monkeypatch.setattr(graphs, "GraphedStep", capture_fails)
+    step, note = graphs.choose_step(stepper, 64, FakeCuda())
     assert step == stepper.step
     assert (
         note
         == "CUDA graph capture failed (operation not permitted when stream is capturing); training eagerly"
     )
     monkeypatch.setenv("FMLAB_CUDA_GRAPH", "0")
-    assert "FMLAB_CUDA_GRAPH=0" in engine.choose_step(stepper, 64, FakeCuda())[1]
-    adam = engine.MLPStepper(
-        build_mlp(parse_run_config(arch="8").model, 0), parse_run_config(optimizer="adam")
-    )
+    assert "FMLAB_CUDA_GRAPH=0" in graphs.choose_step(stepper, 64, FakeCuda())[1]
     monkeypatch.delenv("FMLAB_CUDA_GRAPH")
-    assert "plain SGD only" in engine.choose_step(adam, 64, FakeCuda())[1]
+    adam = make_stepper([parse_run_config(arch="8", optimizer="adam")], torch.device("cpu"))
+    assert "plain SGD only" in graphs.choose_step(adam, 64, FakeCuda())[1]

@@ -1,0 +1,173 @@
+"""The job service: train runs and keep each one saved, for every front end.
+
+``fmlab train``, ``sweep``, ``grads`` and ``reproduce``, the app's live and
+sweep views and the benches all train through ``JobService.run(jobs)``. It
+resolves the device, takes the data from a DatasetCache, groups the jobs into
+stacks (fmlab.trainer.training.plan), trains each stack with the one loop, and
+gives every member a SessionRecorder (its session file, its checkpoint after
+every epoch, its lock). It yields ``(job position, event)``: one stream shape,
+whatever the number of runs. A job can resume a stopped or interrupted
+session from its checkpoint (``resume_job``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.data import DatasetCache, FashionMNIST
+from fmlab.trainer.events import FINISHED, Event
+from fmlab.trainer.sessions import SessionError, SessionRecord, SessionRecorder, checkpoint_path, load
+from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
+
+
+class JobError(Exception):
+    """A job that cannot start (a session that cannot be resumed); one line."""
+
+
+@dataclass
+class Resume:
+    """A session to continue: its record, its checked checkpoint and its lock (held)."""
+
+    record: SessionRecord
+    checkpoint: object  # fmlab.trainer.training.checkpoint.Checkpoint
+    lock: SessionLock
+
+
+@dataclass
+class Job:
+    """One run to train: a new session for ``config``, or ``resume``'s session."""
+
+    config: RunConfig
+    resume: Resume | None = None
+
+
+def resume_job(session_path: Path) -> Job:
+    """A job continuing the session at ``session_path`` from its checkpoint.
+
+    Takes the session's lock (so two processes never continue one session)
+    and checks the checkpoint belongs to it; JobError otherwise.
+    """
+    from fmlab.trainer.training.checkpoint import Checkpoint, CheckpointError
+
+    try:
+        record = load(session_path)
+    except SessionError as exc:
+        raise JobError(str(exc)) from None
+    if record.status in FINISHED or record.status == "running":
+        raise JobError(
+            f"session {record.id} is {record.status}; only stopped or interrupted runs can be resumed"
+        )
+    lock = SessionLock(session_path)
+    try:
+        lock.acquire()
+    except SessionBusy as exc:
+        raise JobError(str(exc)) from None
+    except OSError as exc:
+        raise JobError(f"cannot lock {lock.path}: {exc.strerror or exc}") from None
+    try:
+        checkpoint = Checkpoint.load(checkpoint_path(session_path), record.id, record.config)
+    except CheckpointError as exc:
+        lock.release()
+        raise JobError(str(exc)) from None
+    return Job(record.config, Resume(record, checkpoint, lock))
+
+
+class JobService:
+    """Trains jobs into ``sessions_dir``; see the module doc.
+
+    ``stacked=False`` trains every job alone. ``train_limit`` trains on the
+    first N training images only. ``on_warning`` hears, once per outage, that a
+    session or checkpoint could not be saved (training goes on).
+    """
+
+    def __init__(
+        self,
+        sessions_dir: Path,
+        datasets: DatasetCache,
+        *,
+        stacked: bool = True,
+        train_limit: int | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.sessions_dir = Path(sessions_dir)
+        self.datasets = datasets
+        self.stacked = stacked
+        self.train_limit = train_limit
+        self.on_warning = on_warning
+        self.recorders: dict[int, SessionRecorder] = {}
+
+    def data_for(self, config: RunConfig) -> FashionMNIST:
+        """The training data for ``config``'s device (DataError, ConfigError)."""
+        return self.datasets.get(config.device).first(self.train_limit)
+
+    def session_path(self, position: int) -> Path | None:
+        recorder = self.recorders.get(position)
+        return recorder.path if recorder else None
+
+    def unsaved(self) -> list[str]:
+        """One line per run whose session or checkpoint is not on disk."""
+        return [r.save_error for r in self.recorders.values() if r.save_error]
+
+    def run(self, jobs: Sequence[Job], cancel: threading.Event | None = None) -> Iterator[tuple[int, Event]]:
+        """Train every job, yielding ``(position in jobs, event)``. A job's
+        RunFinished comes after its session is saved. Once ``cancel`` is set,
+        the runs training end ``stopped`` and the rest never start."""
+        from fmlab.trainer.training.loop import Member, train
+        from fmlab.trainer.training.plan import plan_stacks, stack_key
+
+        cancel = cancel or threading.Event()
+        keys = [(stack_key(j.config), _resume_point(j)) for j in jobs]
+        try:
+            self._check_resumed(jobs)
+            for stack in plan_stacks(keys, self.stacked):
+                if cancel.is_set():
+                    break
+                data = self.data_for(jobs[stack[0]].config)
+                members = [Member(jobs[i].config, jobs[i].resume.checkpoint if jobs[i].resume else None)
+                           for i in stack]  # fmt: skip
+                for position in stack:
+                    self.recorders[position] = self._recorder(jobs[position])
+
+                def save_checkpoint(slot: int, checkpoint, stack=stack) -> None:
+                    self.recorders[stack[slot]].save_checkpoint(checkpoint)
+
+                for slot, event in train(members, data, cancel, on_checkpoint=save_checkpoint):
+                    position = stack[slot]
+                    recorder = self.recorders[position]
+                    recorder(event)
+                    yield position, event
+        finally:
+            for job in jobs:  # locks of resumed jobs that never started
+                if job.resume is not None:
+                    job.resume.lock.release()
+            for recorder in self.recorders.values():
+                recorder.close()
+
+    def _check_resumed(self, jobs: Sequence[Job]) -> None:
+        """A checkpoint continues only on the data it was trained on."""
+        for job in jobs:
+            if job.resume is None:
+                continue
+            checkpoint, record = job.resume.checkpoint, job.resume.record
+            steps_per_epoch = -(-len(self.data_for(job.config).train_x) // job.config.batch_size)
+            if checkpoint.step != checkpoint.epoch * steps_per_epoch:
+                raise JobError(
+                    f"{record.path}: the checkpoint was trained with {checkpoint.step // checkpoint.epoch:,} "
+                    f"steps per epoch, this data gives {steps_per_epoch:,}; resume it with the same data"
+                )
+
+    def _recorder(self, job: Job) -> SessionRecorder:
+        recorder = SessionRecorder(self.sessions_dir, on_error=self.on_warning)
+        if job.resume is not None:
+            recorder.directory = job.resume.record.path.parent
+            recorder.resume(job.resume.record, job.resume.checkpoint, job.resume.lock)
+        return recorder
+
+
+def _resume_point(job: Job) -> tuple[int, int]:
+    checkpoint = job.resume.checkpoint if job.resume else None
+    return (checkpoint.epoch, checkpoint.step) if checkpoint else (0, 0)

@@ -1,0 +1,407 @@
+"""Steppers: forward, backward and update of M same-shaped MLPs on one batch.
+
+A single run is a stack of one, so every run trains through this code. The
+loop (fmlab.trainer.training.loop) only talks to the :class:`Stepper`
+interface; two implementations are chosen per group:
+
+- :class:`PlainSGD`, the fast path: the SGD update is folded into the
+  weight-gradient product, so no gradient tensor is written out;
+- :class:`MomentumOrAdam`: explicit gradients, then SGD with momentum or Adam
+  per member (each with its own learning rate).
+
+Layout: weights are ``[M, out, in]`` and activations are kept transposed,
+``[M, width, batch]``, so every product is a plain mm/bmm with no copies:
+the first layer is one matmul of all members' weights against the shared
+batch, later layers are bmm. Why hand-written backprop: at batch 64 this MLP's
+matmuls are small, so autograd's graph and the optimizer's bookkeeping cost
+more than the arithmetic. Tests check every gradient against autograd and
+every update against torch.optim.
+
+Same numbers alone or stacked: a member's rows of every product depend only
+on its own weights, and the products are arranged so that the library
+computes them the same way whatever M is. Measured on the 2-core CPU: with
+several threads, a layer with few outputs (the 10 logits) or a batch with few
+samples is split differently between threads when it is one matrix than when
+it is one of a batch of matrices, and the last bits differ. Such layers (and
+such batches) are therefore multiplied member by member: the same call with
+the same shapes, whatever the stack. tests/test_stack_equality.py checks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.models import build_mlp, linear_layers
+
+NARROW_ROWS = 64  # a layer with fewer outputs is multiplied member by member
+NARROW_BATCH = 16  # so is every layer for a batch with fewer samples
+EVAL_CHUNK = 1_000  # test samples per forward pass; the same for any stack size
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+class Stepper:
+    """What the loop needs of a stack of M members.
+
+    ``step`` trains every member on one batch and returns each member's
+    summed loss ``[M]`` and, when asked, its gradient statistics
+    ``[M, 2 + layers]``: mean over every parameter, global L2 norm, L2 norm
+    per layer (weight and bias). Sums of loss and correct predictions are kept
+    as device tensors, so nothing here waits for the device.
+    """
+
+    def __init__(self, configs: Sequence[RunConfig], device: torch.device) -> None:
+        models = [linear_layers(build_mlp(c.model, c.seed)) for c in configs]
+        depth = len(models[0])
+        # [M, out, in] and [M, out]; contiguous, so layer 0 also views as [M*out, in]
+        self.weights = [torch.stack([m[i].weight.data for m in models]).to(device) for i in range(depth)]
+        self.biases = [torch.stack([m[i].bias.data for m in models]).to(device) for i in range(depth)]
+        # kept on the device: a Python float per member would force a sync per step
+        self.lr = torch.tensor([c.optimizer.lr for c in configs], device=device)
+        self.num_params = configs[0].model.num_params
+        self.loss_sum = torch.zeros(len(configs), device=device)
+        self.correct = torch.zeros(len(configs), dtype=torch.long, device=device)
+
+    @property
+    def size(self) -> int:
+        return len(self.lr)
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights)
+
+    def params(self) -> list[torch.Tensor]:
+        """[weight, bias, weight, bias, ...], each stacked over the members."""
+        return [t for pair in zip(self.weights, self.biases) for t in pair]
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step changes (what a captured CUDA graph must put back)."""
+        return [*self.params(), self.loss_sum, self.correct, *self._optimizer_tensors()]
+
+    def member_params(self, position: int) -> list[torch.Tensor]:
+        """One member's parameters, in ``model.parameters()`` order."""
+        return [t[position] for t in self.params()]
+
+    # ------------------------------------------------------------ members
+
+    def keep(self, positions: torch.Tensor) -> None:
+        """Rebuild every stacked tensor with only these member positions."""
+        self.weights = [w.index_select(0, positions) for w in self.weights]
+        self.biases = [b.index_select(0, positions) for b in self.biases]
+        self.lr = self.lr.index_select(0, positions)
+        self.loss_sum = self.loss_sum.index_select(0, positions)
+        self.correct = self.correct.index_select(0, positions)
+        self._keep_optimizer(positions)
+
+    def member_state(self, position: int) -> dict:
+        """One member's parameters and optimizer state as CPU copies (checkpoints)."""
+        return {
+            "params": [t.detach().to("cpu", copy=True) for t in self.member_params(position)],
+            "optimizer": self._optimizer_state(position),
+        }
+
+    def load_member_state(self, position: int, state: dict) -> None:
+        """Put a checkpoint's state (checked by its loader) into a member."""
+        for mine, saved in zip(self.member_params(position), state["params"]):
+            mine.copy_(saved)
+        self._load_optimizer_state(position, state["optimizer"])
+
+    # ------------------------------------------------------------ products
+
+    def _narrow(self, index: int, batch: int) -> bool:
+        return self.weights[index].shape[1] < NARROW_ROWS or batch < NARROW_BATCH
+
+    def _layer(self, index: int, inputs: torch.Tensor) -> torch.Tensor:
+        """Layer ``index``'s pre-activation [M, out, batch]; layer 0's ``inputs``
+        are the shared batch [batch, in], later ones [M, in, batch]."""
+        weight, bias = self.weights[index], self.biases[index]
+        batch = inputs.shape[0] if index == 0 else inputs.shape[2]
+        if self._narrow(index, batch):
+            out = torch.empty(self.size, weight.shape[1], batch, device=weight.device)
+            for m in range(self.size):
+                member_inputs = inputs.t() if index == 0 else inputs[m]
+                torch.addmm(bias[m].unsqueeze(1), weight[m], member_inputs, out=out[m])
+            return out
+        if index == 0:
+            z = torch.addmm(bias.view(-1, 1), weight.view(-1, weight.shape[2]), inputs.t())
+            return z.view(self.size, -1, batch)
+        return torch.baddbmm(bias.unsqueeze(2), weight, inputs)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output transposed to [M, width, batch] (x itself first),
+        ReLU applied to all but the last (the logits)."""
+        outputs = [x]
+        for index in range(self.depth):
+            z = self._layer(index, outputs[-1])
+            outputs.append(z.relu_() if index < self.depth - 1 else z)
+        return outputs
+
+    def _backward_input(self, index: int, delta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """d(loss)/d(layer index's inputs) through its ReLU, from its output's ``delta``;
+        computed before the layer's weights are updated."""
+        weight = self.weights[index]
+        if self._narrow(index, delta.shape[2]):
+            back = torch.empty(inputs.shape, device=delta.device)
+            for m in range(self.size):
+                torch.mm(weight[m].t(), delta[m], out=back[m])
+        else:
+            back = torch.bmm(weight.transpose(1, 2), delta)
+        return torch.ops.aten.threshold_backward(back, inputs, 0)
+
+    def _weight_product(self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor,
+                        alpha: float = 1.0, beta: float = 0.0) -> None:  # fmt: skip
+        """``out = beta * out + alpha * delta @ inputs^T`` (a weight gradient, or
+        with beta=1 and alpha=-1 an update folded into it)."""
+        if self._narrow(index, delta.shape[2]):
+            for m in range(self.size):
+                member_inputs = inputs if index == 0 else inputs[m].t()
+                torch.addmm(out[m], delta[m], member_inputs, beta=beta, alpha=alpha, out=out[m])
+        elif index == 0:
+            flat = out.view(-1, out.shape[2])
+            torch.addmm(flat, delta.reshape(-1, delta.shape[2]), inputs, beta=beta, alpha=alpha, out=flat)
+        else:
+            torch.baddbmm(out, delta, inputs.transpose(1, 2), beta=beta, alpha=alpha, out=out)
+
+    # ------------------------------------------------------------ a step
+
+    def _loss_and_delta(self, outputs: list[torch.Tensor], y: torch.Tensor, onehot_t: torch.Tensor,
+                        scale: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Each member's summed loss [M] (also added to the epoch sums) and
+        d(mean loss)/d(logits) = (softmax - onehot) / batch, times ``scale``
+        (per member [M, 1, 1], or a number), as [M, 10, batch]."""
+        logits = outputs[-1]
+        log_probs = torch.log_softmax(logits, 1)
+        targets = y.view(1, 1, -1).expand(self.size, 1, -1)
+        loss = log_probs.gather(1, targets).sum((1, 2)).neg_()
+        self.loss_sum += loss
+        # max().indices, not argmax(): the same first-maximum index, and several
+        # times faster over this strided class dimension on CPU
+        self.correct += (logits.max(1).indices == y).sum(1)
+        return loss, log_probs.exp_().sub_(onehot_t).mul_(scale)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, onehot_t: torch.Tensor, want_stats: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """Train every member on one batch; ``onehot_t`` is the targets as [10, batch]."""
+        raise NotImplementedError
+
+    def _stats(self, sums: list[torch.Tensor], squares: list[torch.Tensor]) -> torch.Tensor:
+        """[grad mean, global L2 norm, L2 norm per layer...] per member, from each
+        layer's gradient sum [M] and squared norm [M] (input layer first)."""
+        per_layer = torch.stack(squares, 1)  # [M, layers]
+        mean = torch.stack(sums, 1).sum(1, keepdim=True) / self.num_params
+        norm = per_layer.sum(1, keepdim=True).sqrt()
+        return torch.cat([mean, norm, per_layer.sqrt()], 1)
+
+    def take_epoch_sums(self) -> tuple[list[float], list[int]]:
+        loss, correct = self.loss_sum.tolist(), self.correct.tolist()
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        return loss, correct
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Each member's mean cross-entropy and accuracy (%) over a whole split."""
+        loss = torch.zeros(self.size, device=x.device)
+        correct = torch.zeros(self.size, dtype=torch.long, device=x.device)
+        for start in range(0, len(x), EVAL_CHUNK):
+            h, target = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            for index in range(self.depth):  # only the current layer's output is kept
+                h = self._layer(index, h)
+                if index < self.depth - 1:
+                    h.relu_()
+            log_probs = torch.log_softmax(h, 1)
+            loss -= log_probs.gather(1, target.view(1, 1, -1).expand(self.size, 1, -1)).sum((1, 2))
+            correct += (h.max(1).indices == target).sum(1)
+        return [v / len(x) for v in loss.tolist()], [100.0 * c / len(x) for c in correct.tolist()]
+
+    # ------------------------------------------------------------ optimizer state (none here)
+
+    def _optimizer_tensors(self) -> list[torch.Tensor]:
+        return []
+
+    def _keep_optimizer(self, positions: torch.Tensor) -> None:
+        pass
+
+    def _optimizer_state(self, position: int) -> dict:
+        return {}
+
+    def _load_optimizer_state(self, position: int, state: dict) -> None:
+        pass
+
+
+class PlainSGD(Stepper):
+    """SGD without momentum. The output gradient is scaled by each member's
+    ``lr / batch`` before it is propagated (every gradient is linear in it),
+    so the update folds into the weight-gradient product itself and no
+    weight-gradient tensor is ever written out; on metric steps the gradient
+    statistics come from the product's factors (see ``_weight_grad_square``)."""
+
+    def __init__(self, configs: Sequence[RunConfig], device: torch.device) -> None:
+        super().__init__(configs, device)
+        self._scales: dict[int, torch.Tensor] = {}
+
+    def _scale(self, batch: int) -> torch.Tensor:
+        """lr / batch per member as [M, 1, 1], kept per batch size (one more for the last batch)."""
+        scale = self._scales.get(batch)
+        if scale is None:
+            scale = self._scales[batch] = (self.lr / batch).view(-1, 1, 1)
+        return scale
+
+    def _keep_optimizer(self, positions: torch.Tensor) -> None:
+        self._scales.clear()
+
+    def step(self, x, y, onehot_t, want_stats):
+        outputs = self.forward(x)
+        # times lr / batch: every product below is lr * gradient, the update's own scale
+        loss, delta = self._loss_and_delta(outputs, y, onehot_t, self._scale(x.shape[0]))
+        sums, squares = [], []
+        for index in range(self.depth - 1, -1, -1):
+            inputs = outputs[index]
+            back = self._backward_input(index, delta, inputs) if index else None
+            grad_b = delta.sum(2)
+            if want_stats:
+                sums.append(_weight_grad_sum(delta, inputs) + grad_b.sum(1))
+                squares.append(self._weight_grad_square(index, delta, inputs) + grad_b.square().sum(1))
+            self._weight_product(index, delta, inputs, self.weights[index], alpha=-1.0, beta=1.0)
+            self.biases[index].sub_(grad_b)
+            delta = back
+        if not want_stats:
+            return loss, None
+        # the products held lr * gradient, and every column is linear in it
+        return loss, self._stats(sums[::-1], squares[::-1]) / self.lr.view(-1, 1)
+
+    # The statistics come from the factors of each weight gradient, delta @ inputs^T,
+    # without forming it: its sum is sum_b (sum_o delta) (sum_i inputs), and its
+    # squared norm the Frobenius product of the two batch-by-batch Gram matrices,
+    # about a tenth of the product's cost.
+
+    def _weight_grad_square(self, index: int, delta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        if self._narrow(index, delta.shape[2]):
+            gram_delta = torch.stack([delta[m].t() @ delta[m] for m in range(self.size)])
+        else:
+            gram_delta = torch.bmm(delta.transpose(1, 2), delta)
+        if inputs.dim() == 2:
+            gram_inputs = inputs @ inputs.t()
+        else:
+            gram_inputs = torch.bmm(inputs.transpose(1, 2), inputs)
+        # both Gram matrices are positive semi-definite; rounding must not make it negative
+        return (gram_delta * gram_inputs).sum((1, 2)).clamp_(min=0)
+
+
+def _weight_grad_sum(delta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    # inputs: [batch, in] for the shared batch, [M, in, batch] for a later layer
+    return (delta.sum(1) * inputs.sum(-2 if inputs.dim() == 3 else 1)).sum(-1)
+
+
+class MomentumOrAdam(Stepper):
+    """Explicit gradients, then per-member SGD with momentum (PyTorch's rule:
+    the buffer starts as the first gradient) or Adam (PyTorch's defaults:
+    betas 0.9/0.999, eps 1e-8, bias-corrected)."""
+
+    def __init__(self, configs: Sequence[RunConfig], device: torch.device) -> None:
+        super().__init__(configs, device)
+        opt = configs[0].optimizer
+        self.adam = opt.name == "adam"
+        self.momentum = opt.momentum
+        self.grads = [torch.zeros_like(p) for p in self.params()]
+        zeros = lambda: [torch.zeros_like(p) for p in self.params()]  # noqa: E731
+        self.buffers = {"exp_avg": zeros(), "exp_avg_sq": zeros()} if self.adam else {"momentum": zeros()}
+        self.steps = torch.zeros(len(configs), device=device)  # updates taken, per member
+
+    def step(self, x, y, onehot_t, want_stats):
+        outputs = self.forward(x)
+        loss, delta = self._loss_and_delta(outputs, y, onehot_t, 1.0 / x.shape[0])
+        for index in range(self.depth - 1, -1, -1):
+            inputs = outputs[index]
+            back = self._backward_input(index, delta, inputs) if index else None
+            self._weight_product(index, delta, inputs, self.grads[2 * index])
+            torch.sum(delta, 2, out=self.grads[2 * index + 1])
+            delta = back
+        stats = self._grad_stats() if want_stats else None
+        self.steps += 1
+        if self.adam:
+            self._adam_update()
+        else:
+            self._momentum_update()
+        return loss, stats
+
+    def _grad_stats(self) -> torch.Tensor:
+        # member by member: a reduction over one member's tensor is split between
+        # threads differently from the same reduction over a stack of them
+        sums, squares = [], []
+        for weight, bias in zip(self.grads[0::2], self.grads[1::2]):
+            sums.append(torch.stack([weight[m].sum() + bias[m].sum() for m in range(self.size)]))
+            squares.append(
+                torch.stack([weight[m].square().sum() + bias[m].square().sum() for m in range(self.size)])
+            )
+        return self._stats(sums, squares)
+
+    def _per_member(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return values.view(-1, *([1] * (like.dim() - 1)))
+
+    def _momentum_update(self) -> None:
+        first = self.steps == 1
+        for param, grad, buffer in zip(self.params(), self.grads, self.buffers["momentum"]):
+            # buffer = grad at the first step, else momentum * buffer + grad
+            buffer.mul_(self._per_member(torch.where(first, 0.0, self.momentum), buffer)).add_(grad)
+            param.sub_(buffer * self._per_member(self.lr, param))
+
+    def _adam_update(self) -> None:
+        beta1, beta2 = ADAM_BETAS
+        correction1 = 1 - beta1**self.steps
+        correction2_sqrt = (1 - beta2**self.steps).sqrt()
+        step_size = self.lr / correction1
+        for param, grad, exp_avg, exp_avg_sq in zip(
+            self.params(), self.grads, self.buffers["exp_avg"], self.buffers["exp_avg_sq"]
+        ):
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / self._per_member(correction2_sqrt, param)).add_(ADAM_EPS)
+            param.sub_(exp_avg / denom * self._per_member(step_size, param))
+
+    def _optimizer_tensors(self) -> list[torch.Tensor]:
+        return [*self.grads, *(t for ts in self.buffers.values() for t in ts), self.steps]
+
+    def _keep_optimizer(self, positions: torch.Tensor) -> None:
+        self.grads = [g.index_select(0, positions) for g in self.grads]
+        self.buffers = {k: [t.index_select(0, positions) for t in ts] for k, ts in self.buffers.items()}
+        self.steps = self.steps.index_select(0, positions)
+
+    def _optimizer_state(self, position: int) -> dict:
+        state = {k: [t[position].detach().to("cpu", copy=True) for t in ts] for k, ts in self.buffers.items()}
+        state["steps"] = int(self.steps[position])
+        return state
+
+    def _load_optimizer_state(self, position: int, state: dict) -> None:
+        for key, tensors in self.buffers.items():
+            for mine, saved in zip(tensors, state[key]):
+                mine[position].copy_(saved)
+        self.steps[position] = state["steps"]
+
+
+def make_stepper(configs: Sequence[RunConfig], device: torch.device) -> Stepper:
+    """The stepper for a group (its members share the optimizer; see plan.stack_key)."""
+    opt = configs[0].optimizer
+    if opt.name == "sgd" and opt.momentum == 0:
+        return PlainSGD(configs, device)
+    return MomentumOrAdam(configs, device)
+
+
+def param_shapes(config: RunConfig) -> list[tuple[int, ...]]:
+    """Every parameter's shape, in ``model.parameters()`` order."""
+    sizes = config.model.sizes
+    return [shape for i, o in zip(sizes, sizes[1:]) for shape in ((o, i), (o,))]
+
+
+def optimizer_state_shapes(config: RunConfig) -> dict[str, list[tuple[int, ...]]]:
+    """What a checkpoint's optimizer state must hold for ``config``."""
+    opt = config.optimizer
+    shapes = param_shapes(config)
+    if opt.name == "adam":
+        return {"exp_avg": shapes, "exp_avg_sq": shapes}
+    if opt.momentum:
+        return {"momentum": shapes}
+    return {}
