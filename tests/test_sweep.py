@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from fmlab.trainer.config import ARCH_PRESETS, ConfigError, parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished
 from fmlab.trainer.sessions import load
-from fmlab.trainer.studies.grid import PRESETS, expand, parse_grid, split_archs
+from fmlab.trainer.studies.grid import PRESETS, expand, parse_grid
 from fmlab.trainer.studies.sweep import Sweep, load_sweep
 from fmlab.trainer.studies.tables import (
     COLUMNS,
@@ -54,10 +54,13 @@ def test_grid_expands_every_combination_in_a_fixed_order():
 
 
 def test_architectures_by_name_or_by_widths():
-    assert split_archs("base,deeper") == [ARCH_PRESETS["base"], ARCH_PRESETS["deeper"]]
-    assert split_archs("128,64") == [(128, 64)]
-    assert split_archs("base;128,64") == [ARCH_PRESETS["base"], (128, 64)]
-    assert split_archs("32/16,8") == [(32,), (16, 8)]
+    def archs(text):
+        return list(parse_grid(arch=text).axes["arch"])
+
+    assert archs("base,deeper") == [ARCH_PRESETS["base"], ARCH_PRESETS["deeper"]]
+    assert archs("128,64") == [(128, 64)]
+    assert archs("base;128,64") == [ARCH_PRESETS["base"], (128, 64)]
+    assert archs("32/16,8") == [(32,), (16, 8)]
 
 
 @pytest.mark.parametrize(

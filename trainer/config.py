@@ -2,6 +2,8 @@
 
 ``parse_run_config`` is the one door from untrusted values (CLI options, form
 fields, JSON) to a :class:`RunConfig`; everything past it trusts the config.
+The fields it takes are declared once, in fmlab.trainer.fields; this module
+holds what they are made of: the dataclasses, the limits and the value parsers.
 This module does not import torch.
 """
 
@@ -34,6 +36,34 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Every refused field with its reason: here the one."""
+        return {self.field: self.message}
+
+    @staticmethod
+    def of(errors: dict[str, str]) -> ConfigError:
+        """The error for these refusals: a ConfigError for one, ConfigErrors for several."""
+        if len(errors) == 1:
+            return ConfigError(*next(iter(errors.items())))
+        return ConfigErrors(errors)
+
+
+class ConfigErrors(ConfigError):
+    """Several values that cannot be used, each with its reason, in the
+    fields' order; ``field`` and ``message`` are the first one's, so a caller
+    that shows one refusal still can."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        (field, message), *_ = errors.items()
+        super().__init__(field, message)
+        self.args = ("; ".join(f"{name}: {reason}" for name, reason in errors.items()),)
+        self._errors = dict(errors)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return dict(self._errors)
 
 
 @dataclass(frozen=True)
@@ -133,7 +163,8 @@ def parse_widths(text: str, field: str = "arch") -> tuple[int, ...]:
     return spec.hidden
 
 
-def _number(value: object, field: str, kind: type) -> float | int:
+def parse_number(value: object, field: str, kind: type) -> float | int:
+    """A finite number of ``kind`` (int or float); a bool is not a number here."""
     if isinstance(value, bool):
         raise ConfigError(field, f"{value!r} is not a number")
     try:
@@ -147,33 +178,8 @@ def _number(value: object, field: str, kind: type) -> float | int:
     return number
 
 
-def _in_range(value: object, field: str, kind: type, low: float, high: float) -> float | int:
-    number = _number(value, field, kind)
-    if not low <= number <= high:
-        raise ConfigError(field, f"{number} is out of range ({low:g} to {high:g})")
-    return number
-
-
-def _choice(value: object, field: str, choices: tuple[str, ...]) -> str:
-    text = str(value).strip().lower()
-    if text not in choices:
-        raise ConfigError(field, f"{value!r} is not one of {', '.join(choices)}")
-    return text
-
-
-def _flag(value: object, field: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(field, f"{value!r} is not yes or no")
-
-
 def parse_lr(value: object, field: str = "lr") -> float:
-    lr = _number(value, field, float)
+    lr = parse_number(value, field, float)
     if lr <= 0:
         raise ConfigError(field, f"{lr:g} must be greater than 0")
     if lr > 1e6:
@@ -181,90 +187,29 @@ def parse_lr(value: object, field: str = "lr") -> float:
     return float(lr)
 
 
-def parse_run_config(
-    *,
-    arch: object = "base",
-    lr: object = 0.1,
-    epochs: object = 10,
-    batch_size: object = 64,
-    optimizer: object = "sgd",
-    momentum: object = 0.0,
-    seed: object = 0,
-    shuffle: object = False,
-    device: object = "auto",
-    threshold: object = 0.1,
-    patience: object = 3,
-    stop_on_converge: object = False,
-    full_steps: object = 100,
-    step_every: object = 10,
-) -> RunConfig:
+def parse_run_config(**values: object) -> RunConfig:
     """Validate raw values (strings or numbers) into a RunConfig.
 
-    Raises ConfigError naming the first field that cannot be used.
+    The keywords are the fields of fmlab.trainer.fields.RUN_FIELDS (``arch``,
+    ``lr``, ``epochs``, ...); a field not given takes its default. Every field
+    is checked: one refused value raises ConfigError naming it, several raise
+    ConfigErrors naming each (cross-field rules included).
     """
-    if isinstance(arch, (tuple, list)):
-        arch = ",".join(str(w) for w in arch)
-    hidden = parse_widths(arch, "arch")
-    opt_name = _choice(optimizer, "optimizer", OPTIMIZERS)
-    mom = _in_range(momentum, "momentum", float, 0.0, 0.999)
-    if mom and opt_name != "sgd":
-        raise ConfigError("momentum", "momentum applies to sgd only")
-    return RunConfig(
-        model=ModelSpec(hidden),
-        optimizer=OptimizerConfig(opt_name, parse_lr(lr), float(mom)),
-        convergence=ConvergenceRule(
-            threshold=float(_in_range(threshold, "threshold", float, 0.0, 100.0)),
-            patience=int(_in_range(patience, "patience", int, 1, MAX_EPOCHS)),
-            stop=_flag(stop_on_converge, "stop-on-converge"),
-        ),
-        epochs=int(_in_range(epochs, "epochs", int, 1, MAX_EPOCHS)),
-        batch_size=int(_in_range(batch_size, "batch-size", int, 1, MAX_BATCH_SIZE)),
-        seed=int(_in_range(seed, "seed", int, 0, 2**63 - 1)),
-        shuffle=_flag(shuffle, "shuffle"),
-        device=_choice(device, "device", DEVICES),
-        full_steps=int(_in_range(full_steps, "full-steps", int, 0, 10**9)),
-        step_every=int(_in_range(step_every, "step-every", int, 1, 10**9)),
-    )
+    from fmlab.trainer.fields import build_config, parse_values  # fields.py builds on this module
+
+    return build_config(parse_values(values))
 
 
 def config_to_dict(config: RunConfig) -> dict:
-    """The JSON form stored in session files."""
-    return {
-        "arch": config.model.name,
-        "hidden": list(config.model.hidden),
-        "lr": config.optimizer.lr,
-        "optimizer": config.optimizer.name,
-        "momentum": config.optimizer.momentum,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "seed": config.seed,
-        "shuffle": config.shuffle,
-        "device": config.device,
-        "threshold": config.convergence.threshold,
-        "patience": config.convergence.patience,
-        "stop_on_converge": config.convergence.stop,
-        "full_steps": config.full_steps,
-        "step_every": config.step_every,
-    }
+    """The JSON form stored in session files: one key per field, and the
+    architecture twice, by name (``arch``) and exactly (``hidden``)."""
+    from fmlab.trainer.fields import config_json
+
+    return config_json(config)
 
 
 def config_from_dict(data: dict) -> RunConfig:
     """Strict inverse of config_to_dict; raises ConfigError on any bad field."""
-    if not isinstance(data, dict):
-        raise ConfigError("config", "is not an object")
-    expected = set(config_to_dict(RunConfig()))
-    missing = expected - set(data)
-    if missing:
-        raise ConfigError("config", f"missing {', '.join(sorted(missing))}")
-    hidden = data["hidden"]
-    if not isinstance(hidden, list) or not all(
-        isinstance(w, int) and not isinstance(w, bool) for w in hidden
-    ):
-        raise ConfigError("hidden", "must be a list of whole numbers")
-    raw = {k: data[k] for k in expected if k not in ("arch", "hidden")}
-    for key in ("shuffle", "stop_on_converge"):
-        if not isinstance(raw[key], bool):
-            raise ConfigError(key, "must be true or false")
-    return parse_run_config(
-        arch=",".join(str(w) for w in hidden), stop_on_converge=raw.pop("stop_on_converge"), **raw
-    )
+    from fmlab.trainer.fields import config_of_json
+
+    return config_of_json(data)

@@ -17,7 +17,7 @@ from fmlab.tui.cli.options import (
     warn_and_go_on,
     write_out,
 )
-from fmlab.tui.cli.output import fail, usage_error
+from fmlab.tui.cli.output import config_usage_error, fail, usage_error
 from fmlab.tui.cli.progress import follow_sweep
 
 
@@ -75,25 +75,27 @@ def grads(
     try:
         count = _steps(steps)
         grid = parse_grid(lr=lr, arch=arch, batch_size=batch_size, seed=seed, device=device)
-        if len(grid.archs) > 1 or len(grid.batch_sizes) > 1 or len(grid.seeds) > 1:
+        axes = grid.axes
+        if len(axes["arch"]) > 1 or len(axes["batch_size"]) > 1 or len(axes["seed"]) > 1:
             raise ConfigError(
                 "arch", "grads takes one architecture, batch size and seed (learning rates may be several)"
             )
-        configs = grad_configs(grid.lrs, arch, count, grid.batch_sizes[0], grid.seeds[0], grid.device)
+        batch = axes["batch_size"][0]
+        configs = grad_configs(axes["lr"], arch, count, batch, axes["seed"][0], grid.fixed["device"])
     except ConfigError as exc:
-        usage_error(exc.field, exc.message)
+        config_usage_error(exc)
     from fmlab.trainer.studies.sweep import Sweep, finished_rows, records_of
     from fmlab.tui.cli.options import require_writable_dir, resolve_sessions_dir
 
     directory = resolve_sessions_dir(sessions_dir)
     require_writable_dir(directory, "sessions-dir")
     datasets = load_data(data_dir, device)
-    train_limit = count * grid.batch_sizes[0]
+    train_limit = count * batch
     available = len(datasets.get(device).train_x)
     if train_limit > available:
         usage_error(
             "steps",
-            f"{count} steps of {grid.batch_sizes[0]} need {train_limit:,} images; there are {available:,}",
+            f"{count} steps of {batch} need {train_limit:,} images; there are {available:,}",
         )
     runner = Sweep.new(configs, directory, preset="grads", on_warning=warn_and_go_on)
     follow_sweep(runner, datasets, quiet=quiet, label="grads", train_limit=train_limit)

@@ -1,15 +1,67 @@
-"""What several commands share: the data and sessions folders, table formats,
-output files, loading the data with one-line errors."""
+"""What several commands share: a run's fields as options, the data and
+sessions folders, table formats, output files, loading the data with one-line
+errors."""
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypeVar
 
 import typer
 
+from fmlab.trainer.fields import RUN_FIELDS, Field, YesNo
 from fmlab.tui.cli.output import fail, usage_error
+
+Command = TypeVar("Command", bound=Callable[..., None])
+
+
+def run_field_options(
+    *, lists: bool = False, unset: Collection[str] = (), after: str | None = None
+) -> Callable[[Command], Command]:
+    """Give a command one option per field of a run (fmlab.trainer.fields),
+    right after its parameter ``after`` (or first); it takes them as
+    ``**fields`` by field name and hands them to parse_run_config or
+    parse_grid. Typer reads the options from the command's ``__signature__``.
+
+    With ``lists``, an axis field takes a comma-separated list and is None
+    when not given, as is every field named in ``unset`` (something else, a
+    preset, may fill it); every other option has the field's default.
+    """
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in signature.parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        at = 0 if after is None else [p.name for p in own].index(after) + 1
+        options = [
+            _field_option(f, listed=lists and f.axis is not None, unset=f.name in unset) for f in RUN_FIELDS
+        ]
+        command.__signature__ = signature.replace(parameters=[*own[:at], *options, *own[at:]])
+        return command
+
+    return decorate
+
+
+def _field_option(field: Field, *, listed: bool, unset: bool) -> inspect.Parameter:
+    help_text, metavar = (field.axis.help, field.axis.metavar) if listed else (field.help, field.metavar)
+    if isinstance(field.parser, YesNo):
+        default: object = None if unset else field.default
+        option = typer.Option(default, f"{field.flag}/--no-{field.option}", help=help_text)
+        annotation: object = Optional[bool] if default is None else bool
+    else:
+        default = None if unset or listed else field.text(field.default)
+        option = typer.Option(default, field.flag, help=help_text, metavar=metavar)
+        annotation = Optional[str] if default is None else str
+    return inspect.Parameter(
+        field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
+    )
+
 
 DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz). [env: FMLAB_DATA]"
 

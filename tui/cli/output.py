@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from fmlab.trainer.config import ConfigError
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -22,6 +25,13 @@ def fail(message: str, code: int = FAILURE) -> NoReturn:
 
 def usage_error(option: str, message: str) -> NoReturn:
     fail(f"--{option.lstrip('-')}: {message}", USAGE_ERROR)
+
+
+def config_usage_error(error: ConfigError) -> NoReturn:
+    """Every refused option on the one line: ``Error: --lr: ...; --epochs: ...``."""
+    fail(
+        "; ".join(f"--{option.lstrip('-')}: {reason}" for option, reason in error.errors.items()), USAGE_ERROR
+    )
 
 
 def print_json(data: Any) -> None:

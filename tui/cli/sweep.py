@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from fmlab.trainer.events import FINISHED
+from fmlab.trainer.studies.grid import PRESETS
 from fmlab.tui.cli.options import (
     DATA_DIR_HELP,
     FORMAT_HELP,
@@ -16,48 +17,21 @@ from fmlab.tui.cli.options import (
     check_format,
     check_out_file,
     load_data,
+    run_field_options,
     warn_and_go_on,
     write_out,
 )
-from fmlab.tui.cli.output import FAILURE, fail, usage_error
+from fmlab.tui.cli.output import FAILURE, config_usage_error, fail, usage_error
 from fmlab.tui.cli.progress import follow_sweep
 
+# A field a preset sets is None until given, so that the preset's value stands.
+PRESET_FIELDS = frozenset(name for preset in PRESETS.values() for name in preset.options)
 
+
+@run_field_options(lists=True, unset=PRESET_FIELDS, after="preset")
 def sweep(
     preset: Optional[str] = typer.Option(
         None, help="lr, convergence or architectures: the reference study's questions.", metavar="NAME"
-    ),
-    lr: Optional[str] = typer.Option(
-        None, "--lr", help="Learning rates, e.g. 1,0.1,0.01,0.001.", metavar="LRS"
-    ),
-    arch: Optional[str] = typer.Option(
-        None,
-        help="Architectures: base,deeper,wider, or widths separated by ';' like 'base;128,64'.",
-        metavar="ARCHS",
-    ),
-    epochs: Optional[str] = typer.Option(
-        None, help="Epochs per run (the most, with --stop-on-converge).", metavar="EPOCHS"
-    ),
-    batch_size: Optional[str] = typer.Option(
-        None, "--batch-size", help="Batch sizes, e.g. 32,64.", metavar="BATCH_SIZE"
-    ),
-    optimizer: Optional[str] = typer.Option(None, help="Optimizers: sgd, adam or both.", metavar="OPTIMIZER"),
-    seed: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2.", metavar="SEED"),
-    momentum: str = typer.Option(
-        "0", help="SGD momentum for every sgd run (momentum runs train one by one).", metavar="MOMENTUM"
-    ),
-    shuffle: bool = typer.Option(
-        False, "--shuffle/--no-shuffle", help="Shuffle the training set every epoch."
-    ),
-    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda.", metavar="DEVICE"),
-    threshold: Optional[str] = typer.Option(
-        None, help="Convergence: test accuracy moves less than this many points...", metavar="THRESHOLD"
-    ),
-    patience: Optional[str] = typer.Option(
-        None, help="...for this many epochs in a row.", metavar="PATIENCE"
-    ),
-    stop_on_converge: Optional[bool] = typer.Option(
-        None, "--stop-on-converge/--no-stop-on-converge", help="End each run once it has converged."
     ),
     stack: bool = typer.Option(
         True,
@@ -83,6 +57,7 @@ def sweep(
         None, "--sessions-dir", help=SESSIONS_HELP, show_default=False, metavar="DIR"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display, just the table."),
+    **fields: object,
 ) -> None:
     """Train every combination of a grid and print a results table as runs finish.
 
@@ -94,7 +69,7 @@ def sweep(
       fmlab sweep --lr 0.1,0.01 --arch base,wider --epochs 5 --format csv
     """
     from fmlab.trainer.config import ConfigError
-    from fmlab.trainer.studies.grid import PRESETS, expand, grid_to_dict, parse_grid
+    from fmlab.trainer.studies.grid import expand, grid_to_dict, parse_grid
     from fmlab.trainer.studies.tables import table_columns
 
     fmt = check_format(fmt)
@@ -105,15 +80,12 @@ def sweep(
         if chosen is None:
             usage_error("preset", f"{preset!r} is not one of {', '.join(PRESETS)}")
     options: dict[str, object] = dict(chosen.options) if chosen else {}
-    given = dict(lr=lr, arch=arch, epochs=epochs, batch_size=batch_size, optimizer=optimizer, seed=seed,
-                 threshold=threshold, patience=patience, stop_on_converge=stop_on_converge)  # fmt: skip
-    options.update({k: v for k, v in given.items() if v is not None})
-    options.update(momentum=momentum, shuffle=shuffle, device=device)
+    options.update({name: value for name, value in fields.items() if value is not None})
     try:
         grid = parse_grid(**options)
         configs = expand(grid)
     except ConfigError as exc:
-        usage_error(exc.field, exc.message)
+        config_usage_error(exc)
     from fmlab.trainer.studies.sweep import Sweep, SweepError, find_sweep
     from fmlab.tui.cli.options import require_writable_dir, resolve_sessions_dir
 

@@ -16,9 +16,10 @@ from fmlab.tui.cli.options import (
     DATA_DIR_HELP,
     require_writable_dir,
     resolve_sessions_dir,
+    run_field_options,
     sessions_dir_option,
 )
-from fmlab.tui.cli.output import FAILURE, fail, percent, print_json, usage_error
+from fmlab.tui.cli.output import FAILURE, config_usage_error, fail, percent, print_json, usage_error
 from fmlab.tui.cli.progress import ProgressPrinter
 from fmlab.tui.cli.signals import StopOnSignal
 
@@ -110,42 +111,8 @@ def _summary(config: RunConfig, finished: RunFinished, recorder, json_output: bo
         raise typer.Exit(FAILURE)
 
 
+@run_field_options()
 def train(
-    arch: str = typer.Option(
-        "base",
-        help="base (256,512), deeper (256,512,1024,2048), wider (1024,2048) or widths like 128,64.",
-        metavar="ARCH",
-    ),
-    lr: str = typer.Option("0.1", "--lr", help="Learning rate (> 0).", metavar="LR"),
-    epochs: str = typer.Option("10", help="Epochs to train (1 to 10000).", metavar="N"),
-    batch_size: str = typer.Option("64", "--batch-size", help="Samples per step.", metavar="N"),
-    optimizer: str = typer.Option("sgd", help="sgd or adam.", metavar="sgd|adam"),
-    momentum: str = typer.Option("0", help="SGD momentum (0 to 0.999).", metavar="M"),
-    seed: str = typer.Option("0", help="Seed for the initial weights (and the shuffle order).", metavar="N"),
-    shuffle: bool = typer.Option(
-        False, "--shuffle/--no-shuffle", help="Shuffle the training set every epoch."
-    ),
-    device: str = typer.Option(
-        "auto", help="auto (CUDA when available), cpu or cuda.", metavar="auto|cpu|cuda"
-    ),
-    threshold: str = typer.Option(
-        "0.1",
-        help="Convergence: test accuracy moves less than this many points...",
-        metavar="POINTS",
-    ),
-    patience: str = typer.Option("3", help="...for this many epochs in a row.", metavar="N"),
-    stop_on_converge: bool = typer.Option(
-        False, "--stop-on-converge", help="End the run once it has converged."
-    ),
-    full_steps: str = typer.Option(
-        "100",
-        "--full-steps",
-        help="Keep every step's metrics for this many steps, then one in --step-every.",
-        metavar="N",
-    ),
-    step_every: str = typer.Option(
-        "10", "--step-every", help="Step-metric interval after --full-steps.", metavar="N"
-    ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
     sessions_dir: Optional[Path] = sessions_dir_option(),
     json_output: bool = typer.Option(
@@ -158,33 +125,19 @@ def train(
         metavar="ID",
         help="Continue a stopped or interrupted session from its last finished epoch (its own settings are used).",
     ),
+    **fields: object,
 ) -> None:
     """Train one run and save it as a session.
 
     The reference experiment: fmlab train --lr 0.1 --epochs 10 (base MLP, batch
     64, plain SGD, no shuffle) reaches about 87% test accuracy.
     """
-    from fmlab.trainer.config import ConfigError, parse_run_config
+    from fmlab.trainer.config import parse_run_config
 
     try:
-        config = parse_run_config(
-            arch=arch,
-            lr=lr,
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            momentum=momentum,
-            seed=seed,
-            shuffle=shuffle,
-            device=device,
-            threshold=threshold,
-            patience=patience,
-            stop_on_converge=stop_on_converge,
-            full_steps=full_steps,
-            step_every=step_every,
-        )
+        config = parse_run_config(**fields)
     except ConfigError as exc:
-        usage_error(exc.field, exc.message)
+        config_usage_error(exc)
     directory = resolve_sessions_dir(sessions_dir)
     require_writable_dir(directory, "sessions-dir")
     run_training(config, data_dir, directory, json_output=json_output, quiet=quiet, resume_ref=resume)

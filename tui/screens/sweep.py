@@ -1,13 +1,15 @@
 """The sweep view: a grid of runs trained together, filling a table and
 overlaid charts as the runs go.
 
-The form goes through fmlab.trainer.studies.sweep.parse_grid, the door ``fmlab sweep`` uses,
-and the table's columns and finished cells come from fmlab.trainer.studies.sweep as the
-CLI's do. The sweep trains in a thread worker that wraps every ``(index,
-event)`` in a message (never touching widgets); handlers update the
-SweepMember of that run and its table row, and a timer redraws the progress
-line and the charts at most REDRAWS_PER_SECOND times: plotext is pure Python
-and holds the GIL the trainer needs.
+The form's fields come from the fields table (fmlab.trainer.fields) and go
+through fmlab.trainer.studies.grid.parse_grid, the door ``fmlab sweep`` uses,
+which reports every refused field at once; the table's columns and finished
+cells come from fmlab.trainer.studies.sweep as the CLI's do. The sweep trains
+in a thread worker that wraps every ``(index, event)`` in a message (never
+touching widgets); handlers update the SweepMember of that run and its table
+row, and a timer redraws the progress line and the charts at most
+REDRAWS_PER_SECOND times: plotext is pure Python and holds the GIL the
+trainer needs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from fmlab.trainer.config import ConfigError
 from fmlab.trainer.events import RunFinished, StepMetrics
+from fmlab.trainer.fields import FIELDS, Choice, Field
 from fmlab.trainer.studies.grid import PRESETS
 from fmlab.trainer.studies.sweep import Sweep
 from fmlab.trainer.studies.tables import COLUMNS
@@ -40,10 +43,9 @@ from fmlab.tui.widgets.validates_soon import ValidatesSoon
 REDRAWS_PER_SECOND = 4
 CHART_SHARE = 0.03  # charts may take at most this share of the time while training (as live.py)
 CUSTOM = "custom"
-# the form's text fields: parse_grid keyword -> label, and what they start with
-TEXT_FIELDS = {"lr": "lrs", "arch": "archs", "epochs": "epochs"}
-START_VALUES = {"lr": "0.1", "arch": "base", "epochs": "10"}
-PLACEHOLDERS = {"lr": "e.g. 1,0.1,0.01", "arch": "e.g. base,wider or 128;64,32", "epochs": "e.g. 10"}
+# The fields of a run the form shows, in its order; the others take the
+# preset's values or their defaults.
+FORM_FIELDS = ("lr", "arch", "epochs", "device")
 # narrower headers than the CLI's Markdown ones: the table shares 80 columns with the form
 HEADERS = {"structure": "arch", "accuracy": "test %", "epoch": "conv", "params": "params", "optimizer": "opt"}
 TABLE_SHARE = 0.4  # of the screen's height the table may grow to, with many runs
@@ -80,14 +82,8 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
                     "preset",
                     Select(presets, value=CUSTOM, allow_blank=False, compact=True, id="sw-preset"),
                 )
-                for name, label in TEXT_FIELDS.items():
-                    field_input = Input(
-                        START_VALUES[name], placeholder=PLACEHOLDERS[name], compact=True, id=f"sw-{name}"
-                    )
-                    yield from self._field(name, label, field_input)
-                devices = [("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda")]
-                device = Select(devices, value="auto", allow_blank=False, compact=True, id="sw-device")
-                yield from self._field("device", "device", device)
+                for name in FORM_FIELDS:
+                    yield from self._field(name, form_label(name), _form_widget(FIELDS[name]))
                 stacked = Checkbox("by shape", True, compact=True, id="sw-stacked")
                 yield from self._field("stacked", "stacked", stacked)
                 yield Static("", id="sweep-hint")
@@ -131,9 +127,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
 
     def form_values(self) -> dict[str, object]:
         """The fields as parse_grid keywords."""
-        values: dict[str, object] = {name: self.query_one(f"#sw-{name}", Input).value for name in TEXT_FIELDS}
-        values["device"] = self.query_one("#sw-device", Select).value
-        return values
+        return {name: self.query_one(f"#sw-{name}").value for name in FORM_FIELDS}
 
     def validate(self) -> SweepPlan | None:
         """Check the form, show each refusal at its field, plan the table."""
@@ -143,7 +137,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
         self.plan, self.errors = check_form(preset, values, stacked)
         if self.cuda_available is False and values["device"] == "cuda" and "device" not in self.errors:
             self.plan, self.errors["device"] = None, "no CUDA device here; use auto or cpu"
-        for name in (*TEXT_FIELDS, "device"):
+        for name in FORM_FIELDS:
             message = self.errors.get(name, "")
             error = self.query_one(f"#error-{name}", Static)
             error.update(f"↳ {message}" if message else "")
@@ -164,7 +158,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
         event.stop()
         chosen = PRESETS.get(str(event.value)) if event.select.id == "sw-preset" else None
         if chosen is not None:
-            for name in TEXT_FIELDS:
+            for name in FORM_FIELDS:
                 if name in chosen.options:
                     self.query_one(f"#sw-{name}", Input).value = str(chosen.options[name])
         self.validate_soon()
@@ -342,7 +336,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
     def action_start(self) -> None:
         plan = self.validate()
         if plan is None:
-            fields = ", ".join(TEXT_FIELDS.get(name, name) for name in self.errors if name)
+            fields = ", ".join(form_label(name) for name in self.errors if name)
             self.notify(f"fix the flagged fields first: {fields or 'see the form'}", severity="error")
             return
         self.app.start_sweep(plan)
@@ -356,3 +350,20 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
     def action_toggle_axis(self) -> None:
         for chart in self.query(MetricChart):
             chart.x_axis = "epoch" if chart.x_axis == "step" else "step"
+
+
+def form_label(name: str) -> str:
+    """A field's label on the form: plural for a sweep axis (``lrs``)."""
+    field = FIELDS[name]
+    return field.axis.label if field.axis else field.label
+
+
+def _form_widget(field: Field) -> Input | Select:
+    """A menu for a choice, else text: a list for an axis, one value for the rest."""
+    start = field.text(field.default)
+    if isinstance(field.parser, Choice):
+        return Select(
+            field.parser.menu(), value=start, allow_blank=False, compact=True, id=f"sw-{field.name}"
+        )
+    example = field.axis.example if field.axis else start
+    return Input(start, placeholder=f"e.g. {example}", compact=True, id=f"sw-{field.name}")

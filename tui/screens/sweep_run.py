@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.events import FINISHED, EpochMetrics, RunStarted, StepMetrics
+from fmlab.trainer.fields import field_named
 from fmlab.trainer.studies.grid import PRESETS, expand, grid_to_dict, parse_grid
 from fmlab.trainer.studies.tables import COLUMNS, RunRow, table_columns, varying_axes
 from fmlab.tui.screens.live_run import clock_text
@@ -38,18 +39,9 @@ def check_form(
 ) -> tuple[SweepPlan | None, dict[str, str]]:
     """The plan, or None and each refused field with its reason.
 
-    Every field is checked alone first (parse_grid stops at the first bad
-    option), then together with the preset's other options; a refusal no field
-    shows is filed under ``""``.
+    The form's values go over the preset's options and parse_grid checks them
+    all at once; a refusal of a field the form does not show is filed under ``""``.
     """
-    errors: dict[str, str] = {}
-    for name, value in values.items():
-        try:
-            parse_grid(**{name: value})
-        except ConfigError as exc:
-            errors[name] = exc.message
-    if errors:
-        return None, errors
     chosen = PRESETS.get(preset)
     options = dict(chosen.options) if chosen else {}
     options.update(values)
@@ -57,10 +49,23 @@ def check_form(
         grid = parse_grid(**options)
         configs = expand(grid)
     except ConfigError as exc:
-        where = exc.field if exc.field in values else ""
-        return None, {where: exc.message if where else str(exc)}
+        return None, _errors_by_field(exc, values)
     table = chosen.table if chosen else "grid"
     return SweepPlan(configs, table, chosen.name if chosen else None, grid_to_dict(grid), stacked), {}
+
+
+def _errors_by_field(error: ConfigError, shown: dict[str, object]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    elsewhere: list[str] = []
+    for key, reason in error.errors.items():
+        field = field_named(key)
+        if field is not None and field.name in shown:
+            errors[field.name] = reason
+        else:
+            elsewhere.append(f"{key}: {reason}")
+    if elsewhere:
+        errors[""] = "; ".join(elsewhere)
+    return errors
 
 
 def sweep_columns(table: str, configs: list[RunConfig]) -> list[str]:

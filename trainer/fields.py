@@ -1,0 +1,373 @@
+"""A run's fields, declared once.
+
+Each field of a RunConfig is one row of RUN_FIELDS: its name (the
+parse_run_config keyword and the JSON key; with dashes, the CLI option and the
+field a ConfigError names), where the config keeps it, its parser (type, range
+or choices), its help text and form label, and, for a sweep axis, how a sweep
+lists several of its values. Validation, the session JSON, sweep grids, the
+``train`` and ``sweep`` options and the app's forms all derive from this table.
+Defaults are RunConfig's own. No torch here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property, reduce
+
+from fmlab.trainer.config import (
+    ARCH_PRESETS,
+    DEVICES,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    OPTIMIZERS,
+    ConfigError,
+    ModelSpec,
+    RunConfig,
+    parse_lr,
+    parse_number,
+    parse_widths,
+)
+
+# ----------------------------------------------------------------- parsers
+
+
+class Parser:
+    """Turns one raw value (text, a number, a bool, or an already parsed value)
+    into a field's value, or raises ConfigError naming ``option``."""
+
+    def parse(self, value: object, option: str) -> object:
+        raise NotImplementedError
+
+    def text(self, value: object) -> str:
+        """The value as someone would type it."""
+        return str(value)
+
+    def split(self, text: object, option: str) -> list[object]:
+        """A sweep option's values: comma-separated."""
+        parts = [p.strip() for p in str(text).split(",")]
+        if not parts or any(not p for p in parts):
+            raise ConfigError(option, f"{text!r} is not a comma-separated list")
+        return parts
+
+
+@dataclass(frozen=True)
+class Whole(Parser):
+    low: int
+    high: int
+
+    def parse(self, value: object, option: str) -> int:
+        return int(_in_range(value, option, int, self.low, self.high))
+
+
+@dataclass(frozen=True)
+class Real(Parser):
+    low: float
+    high: float
+
+    def parse(self, value: object, option: str) -> float:
+        return float(_in_range(value, option, float, self.low, self.high))
+
+    def text(self, value: object) -> str:
+        return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class LearningRate(Parser):
+    """Greater than 0 and at most 1e6 (see parse_lr)."""
+
+    def parse(self, value: object, option: str) -> float:
+        return parse_lr(value, option)
+
+    def text(self, value: object) -> str:
+        return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Choice(Parser):
+    choices: tuple[str, ...]
+    names: tuple[str, ...] = ()  # what a form's menu shows for each choice, where not the choice itself
+
+    def parse(self, value: object, option: str) -> str:
+        text = str(value).strip().lower()
+        if text not in self.choices:
+            raise ConfigError(option, f"{value!r} is not one of {', '.join(self.choices)}")
+        return text
+
+    def menu(self) -> list[tuple[str, str]]:
+        """(shown, value) pairs for a select box."""
+        return list(zip(self.names or self.choices, self.choices))
+
+
+@dataclass(frozen=True)
+class YesNo(Parser):
+    def parse(self, value: object, option: str) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(option, f"{value!r} is not yes or no")
+
+    def text(self, value: object) -> str:
+        return "yes" if value else "no"
+
+
+@dataclass(frozen=True)
+class Widths(Parser):
+    """A preset name or hidden widths such as ``128,64`` (see parse_widths)."""
+
+    def parse(self, value: object, option: str) -> tuple[int, ...]:
+        if isinstance(value, (tuple, list)):
+            value = ",".join(str(w) for w in value)
+        return parse_widths(value, option)
+
+    def text(self, value: object) -> str:
+        return ModelSpec(tuple(value)).name
+
+    def split(self, text: object, option: str) -> list[object]:
+        """``base,wider`` (preset names), ``128,64`` (one net by its widths) or
+        several nets separated by ``;`` or ``/`` such as ``base;128,64``."""
+        text = str(text).strip()
+        for separator in (";", "/"):
+            if separator in text:
+                return text.split(separator)
+        parts = [p.strip().lower() for p in text.split(",")]
+        if parts and all(p in ARCH_PRESETS for p in parts):
+            return parts
+        return [text]
+
+
+def _in_range(value: object, option: str, kind: type, low: float, high: float) -> float | int:
+    number = parse_number(value, option, kind)
+    if not low <= number <= high:
+        raise ConfigError(option, f"{number} is out of range ({low:g} to {high:g})")
+    return number
+
+
+# ----------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Axis:
+    """How a sweep lists several values of a field."""
+
+    help: str  # the sweep option's help
+    metavar: str
+    label: str  # the sweep view's label
+    example: str  # a list to show in an empty field
+    # Where the axis sits when a grid is expanded, 0 outermost: runs that differ
+    # only in the innermost axes (seed, learning rate) can train in one stack.
+    nesting: int
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a run: where a RunConfig keeps it, how a raw value is
+    parsed, and how the CLI and the forms offer it."""
+
+    name: str  # parse_run_config keyword, JSON key
+    attr: str  # where a RunConfig keeps it, e.g. "optimizer.lr"
+    parser: Parser
+    help: str  # the CLI option's help
+    metavar: str
+    label: str  # the form row's label
+    note: str = ""  # the text beside a yes/no box in a form
+    axis: Axis | None = None  # a sweep may list several values
+
+    @property
+    def option(self) -> str:
+        """The CLI option without its dashes, and the field ConfigError names."""
+        return self.name.replace("_", "-")
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.option}"
+
+    @cached_property
+    def default(self) -> object:
+        return self.read(RunConfig())
+
+    def read(self, config: RunConfig) -> object:
+        return reduce(getattr, self.attr.split("."), config)
+
+    def parse(self, value: object) -> object:
+        return self.parser.parse(value, self.option)
+
+    def parse_list(self, text: object) -> tuple:
+        """Several values, for a sweep: ``"1,0.1"``, each parsed, none twice."""
+        values = [self.parse(part) for part in self.parser.split(text, self.option)]
+        if len(set(values)) != len(values):
+            raise ConfigError(self.option, "lists a value twice")
+        return tuple(values)
+
+    def text(self, value: object) -> str:
+        return self.parser.text(value)
+
+
+ARCH_HELP = ", ".join(f"{name} ({','.join(map(str, widths))})" for name, widths in ARCH_PRESETS.items())
+
+RUN_FIELDS: tuple[Field, ...] = (
+    Field("arch", "model.hidden", Widths(), f"{ARCH_HELP} or widths like 128,64.", "ARCH", "arch",
+          axis=Axis("Architectures: base,deeper,wider, or widths separated by ';' like 'base;128,64'.",
+                    "ARCHS", "archs", "base,wider or 128;64,32", nesting=0)),
+    Field("lr", "optimizer.lr", LearningRate(), "Learning rate (> 0).", "LR", "lr",
+          axis=Axis("Learning rates, e.g. 1,0.1,0.01,0.001.", "LRS", "lrs", "1,0.1,0.01", nesting=4)),
+    Field("epochs", "epochs", Whole(1, MAX_EPOCHS),
+          f"Epochs to train (1 to {MAX_EPOCHS}; the most, with --stop-on-converge).", "N", "epochs"),
+    Field("batch_size", "batch_size", Whole(1, MAX_BATCH_SIZE), "Samples per step.", "N", "batch size",
+          axis=Axis("Batch sizes, e.g. 32,64.", "BATCH_SIZES", "batches", "32,64", nesting=1)),
+    Field("optimizer", "optimizer.name", Choice(OPTIMIZERS, names=("SGD", "Adam")), "sgd or adam.",
+          "sgd|adam", "optimizer",
+          axis=Axis("Optimizers: sgd, adam or both.", "OPTIMIZERS", "opts", "sgd,adam", nesting=2)),
+    Field("momentum", "optimizer.momentum", Real(0.0, 0.999),
+          "SGD momentum (0 to 0.999; a sweep trains momentum runs one by one).", "M", "momentum"),
+    Field("seed", "seed", Whole(0, 2**63 - 1), "Seed for the initial weights (and the shuffle order).",
+          "N", "seed", axis=Axis("Seeds, e.g. 0,1,2.", "SEEDS", "seeds", "0,1,2", nesting=3)),
+    Field("shuffle", "shuffle", YesNo(), "Shuffle the training set every epoch.", "", "shuffle",
+          note="each epoch"),
+    Field("device", "device", Choice(DEVICES), "auto (CUDA when available), cpu or cuda.", "auto|cpu|cuda",
+          "device"),
+    Field("threshold", "convergence.threshold", Real(0.0, 100.0),
+          "Convergence: test accuracy moves less than this many points...", "POINTS", "threshold"),
+    Field("patience", "convergence.patience", Whole(1, MAX_EPOCHS), "...for this many epochs in a row.",
+          "N", "patience"),
+    Field("stop_on_converge", "convergence.stop", YesNo(), "End the run once it has converged.", "", "",
+          note="stop on converge"),
+    Field("full_steps", "full_steps", Whole(0, 10**9),
+          "Keep every step's metrics for this many steps, then one in --step-every.", "N", "full steps"),
+    Field("step_every", "step_every", Whole(1, 10**9), "Step-metric interval after --full-steps.", "N",
+          "step every"),
+)  # fmt: skip
+FIELDS: dict[str, Field] = {field.name: field for field in RUN_FIELDS}
+AXES: tuple[Field, ...] = tuple(field for field in RUN_FIELDS if field.axis)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check across fields, made once each of them is good; its refusal is
+    filed under ``field``."""
+
+    field: str
+    needs: tuple[str, ...]
+    reason: Callable[..., str | None]  # the needed fields' values -> why not, or None
+
+
+def _momentum_is_for_sgd(optimizer: str, momentum: float) -> str | None:
+    return "momentum applies to sgd only" if momentum and optimizer != "sgd" else None
+
+
+RULES: tuple[Rule, ...] = (Rule("momentum", ("optimizer", "momentum"), _momentum_is_for_sgd),)
+
+
+def field_named(key: str) -> Field | None:
+    """The field a ConfigError names (``batch-size``) or a keyword names (``batch_size``)."""
+    return FIELDS.get(key.replace("-", "_"))
+
+
+# ----------------------------------------------------------------- parsing
+
+
+def parse_values(values: Mapping[str, object]) -> dict[str, object]:
+    """Every field's value: each one given parsed, the rest their defaults.
+
+    Every field is checked, and then the rules across fields; one refusal
+    raises ConfigError, several raise ConfigErrors with each. An unknown name
+    is a TypeError, as an unknown keyword would be.
+    """
+    return {name: found[0] for name, found in _parse(values, lists=False).items()}
+
+
+def parse_lists(values: Mapping[str, object]) -> dict[str, tuple]:
+    """As parse_values, but an axis field may list several values
+    (``lr="1,0.1"``, ``arch="base;128,64"``): every field's values as a tuple,
+    one or more for an axis, one for the rest. A rule must hold for every
+    combination."""
+    return _parse(values, lists=True)
+
+
+def _parse(values: Mapping[str, object], lists: bool) -> dict[str, tuple]:
+    unknown = set(values) - FIELDS.keys()
+    if unknown:
+        raise TypeError(f"not a field of a run: {', '.join(sorted(unknown))}")
+    found: dict[str, tuple] = {}
+    errors: dict[str, str] = {}
+    for field in RUN_FIELDS:
+        if field.name not in values:
+            found[field.name] = (field.default,)
+            continue
+        raw = values[field.name]
+        try:
+            found[field.name] = field.parse_list(raw) if lists and field.axis else (field.parse(raw),)
+        except ConfigError as exc:
+            errors[exc.field] = exc.message
+    for rule in RULES:
+        if FIELDS[rule.field].option in errors or not all(name in found for name in rule.needs):
+            continue
+        for combination in itertools.product(*(found[name] for name in rule.needs)):
+            reason = rule.reason(*combination)
+            if reason:
+                errors[FIELDS[rule.field].option] = reason
+                break
+    if errors:
+        order = [field.option for field in RUN_FIELDS]
+        raise ConfigError.of(dict(sorted(errors.items(), key=lambda item: order.index(item[0]))))
+    return found
+
+
+def build_config(values: Mapping[str, object]) -> RunConfig:
+    """The RunConfig holding every field's parsed value."""
+    config = RunConfig()
+    top: dict[str, object] = {}
+    sections: dict[str, dict[str, object]] = {}
+    for field in RUN_FIELDS:
+        section, _, name = field.attr.rpartition(".")
+        (sections.setdefault(section, {}) if section else top)[name] = values[field.name]
+    parts = {section: replace(getattr(config, section), **items) for section, items in sections.items()}
+    return replace(config, **top, **parts)
+
+
+def config_texts(config: RunConfig) -> dict[str, object]:
+    """Every field of ``config`` as a form shows it: text, or a bool for a yes/no box."""
+    return {
+        f.name: f.read(config) if isinstance(f.parser, YesNo) else f.text(f.read(config)) for f in RUN_FIELDS
+    }
+
+
+# ----------------------------------------------------------------- JSON
+
+
+def config_json(config: RunConfig) -> dict:
+    """One key per field; the architecture twice: by name for people
+    (``arch``) and exactly for programs (``hidden``)."""
+    data: dict[str, object] = {}
+    for field in RUN_FIELDS:
+        value = field.read(config)
+        if field.name == "arch":
+            data["arch"], data["hidden"] = field.text(value), list(value)
+        else:
+            data[field.name] = value
+    return data
+
+
+def config_of_json(data: object) -> RunConfig:
+    """Strict inverse of config_json; raises ConfigError on any bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError("config", "is not an object")
+    missing = config_json(RunConfig()).keys() - data.keys()
+    if missing:
+        raise ConfigError("config", f"missing {', '.join(sorted(missing))}")
+    hidden = data["hidden"]
+    if not isinstance(hidden, list) or not all(
+        isinstance(w, int) and not isinstance(w, bool) for w in hidden
+    ):
+        raise ConfigError("hidden", "must be a list of whole numbers")
+    for field in RUN_FIELDS:
+        if isinstance(field.parser, YesNo) and not isinstance(data[field.name], bool):
+            raise ConfigError(field.name, "must be true or false")
+    values = {field.name: data[field.name] for field in RUN_FIELDS}
+    values["arch"] = tuple(hidden)  # the widths are the net; the name only names it
+    return build_config(parse_values(values))
