@@ -10,12 +10,14 @@ app: $(STAMP) data
 	$(BIN)/fmlab
 
 test: $(STAMP)
-	$(BIN)/ruff check trainer tui tests bench
+	$(BIN)/ruff check trainer tui tests bench fmlab
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check trainer tui tests bench
-	$(BIN)/ruff format --check trainer tui tests bench
+	$(BIN)/ruff check trainer tui tests bench fmlab
+	$(BIN)/ruff format --check trainer tui tests bench fmlab
+	$(BIN)/lint-imports --no-cache
 
 # Fashion-MNIST from Debian's package where apt is there and we may use it;
 # elsewhere fmlab downloads it with torchvision on first use.

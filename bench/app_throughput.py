@@ -35,7 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fmlab.trainer.config import RunConfig, parse_run_config
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.fields import parse_run_config
 
 
 def steady_rate(seconds: list[float], train_size: int) -> float:

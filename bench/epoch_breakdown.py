@@ -26,7 +26,7 @@ from torchvision import datasets, transforms
 
 from bench.textbook import torchvision_root
 from fmlab.trainer import data
-from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.models import build_mlp
 from fmlab.trainer.training import loop as engine
 

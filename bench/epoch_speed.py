@@ -22,8 +22,8 @@ import torch
 
 from bench.textbook import textbook_epochs, torchvision_root
 from fmlab.trainer import data
-from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.training import loop as engine
 
 

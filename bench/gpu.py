@@ -28,8 +28,8 @@ import warnings
 import torch
 
 from fmlab.trainer import data
-from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.training import loop as engine
 
 LR = 0.1

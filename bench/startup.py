@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from fmlab.trainer.atomic import write_atomic
-from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunResults, RunStarted, StepMetrics
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.models import summarize
 from fmlab.trainer.sessions import SessionRecorder, encode
 

@@ -24,8 +24,8 @@ import time
 import torch
 
 from fmlab.trainer import data
-from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.training import loop as engine
 from fmlab.trainer.training.stack import run_batched
 

@@ -4,14 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fmlab.trainer.config import (
-    ConfigError,
-    RunConfig,
-    config_from_dict,
-    config_to_dict,
-    parse_run_config,
-    parse_widths,
-)
+from fmlab.trainer.config import ConfigError, RunConfig, parse_widths
+from fmlab.trainer.fields import config_from_dict, config_to_dict, parse_run_config
 
 
 def test_defaults_are_the_reference_setup():

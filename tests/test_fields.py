@@ -7,15 +7,17 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from fmlab.trainer.config import (
-    ConfigError,
-    ConfigErrors,
-    RunConfig,
+from fmlab.trainer.config import ConfigError, ConfigErrors, RunConfig
+from fmlab.trainer.fields import (
+    AXES,
+    RUN_FIELDS,
+    YesNo,
+    build_config,
     config_from_dict,
     config_to_dict,
+    field_named,
     parse_run_config,
 )
-from fmlab.trainer.fields import AXES, RUN_FIELDS, YesNo, build_config, field_named
 from fmlab.trainer.studies.grid import expand, grid_to_dict, parse_grid
 from fmlab.tui.cli import app
 

@@ -13,7 +13,7 @@ import torch
 from one_run import train_one
 
 from fmlab.trainer import data
-from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.sessions import SessionError, SessionRecorder, list_sessions, load
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent / "tui"))
 from one_run import train_one  # noqa: E402
 from sessions_fixture import fixed_record  # noqa: E402
 
-from fmlab.trainer.config import parse_run_config  # noqa: E402
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics  # noqa: E402
+from fmlab.trainer.fields import parse_run_config  # noqa: E402
 from fmlab.trainer.replay import ReplayControl, play, speed_label, timeline  # noqa: E402
 from fmlab.trainer.sessions import SessionRecorder, load  # noqa: E402
 

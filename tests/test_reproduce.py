@@ -6,8 +6,8 @@ import threading
 
 from typer.testing import CliRunner
 
-from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import RunFinished
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.figures import is_png
 from fmlab.trainer.studies.grads import grad_summary, grad_table
 from fmlab.trainer.studies.reproduce import Reproduction, Study, grad_configs, plan_studies

@@ -10,8 +10,8 @@ import torch
 from one_run import train_one
 from typer.testing import CliRunner
 
-from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.sessions import SessionRecorder, checkpoint_path, load
 from fmlab.trainer.training.checkpoint import Checkpoint
 from fmlab.tui.cli import app

@@ -10,8 +10,8 @@ import pytest
 from one_run import train_one
 
 from fmlab.trainer import sessions as session
-from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import StepMetrics
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.sessions import SessionError, SessionRecorder, StepCurve, encode, load
 from fmlab.trainer.sessions import recorder as session_recorder
 from fmlab.trainer.sessions.format import LATER_STEP_POINTS
@@ -166,7 +166,7 @@ import sys, torch
 torch.set_num_threads(1)
 from fmlab.trainer import data
 from fmlab.trainer.training.loop import Member, train
-from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.sessions import SessionRecorder
 ds = data.load(data.locate(sys.argv[1]))
 recorder = SessionRecorder(sys.argv[2])

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from one_run import train_one
 
-from fmlab.trainer.config import parse_run_config
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.sessions import SessionError, SessionRecorder, load, summarize_file
 
 json_values = st.recursive(

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.training.loop import Member, can_stack, train
 from fmlab.trainer.training.plan import MAX_STACK, plan_stacks, stack_key
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fmlab.trainer.config import ARCH_PRESETS, ConfigError, parse_run_config
+from fmlab.trainer.config import ARCH_PRESETS, ConfigError
 from fmlab.trainer.events import EpochMetrics, RunFinished
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.sessions import load
 from fmlab.trainer.studies.grid import PRESETS, expand, parse_grid
 from fmlab.trainer.studies.sweep import Sweep, load_sweep

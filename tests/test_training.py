@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from one_run import train_one
 
-from fmlab.trainer.config import ConfigError, ConvergenceRule, parse_run_config
+from fmlab.trainer.config import ConfigError, ConvergenceRule
 from fmlab.trainer.device import resolve_device
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step
 from fmlab.trainer.models import build_mlp
 from fmlab.trainer.sessions import SessionRecorder

@@ -3,5 +3,3 @@
 Importing this package is cheap: modules that need torch import it themselves,
 so the command line can answer ``--help`` without loading torch.
 """
-
-__version__ = "0.1.0"

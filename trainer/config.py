@@ -1,9 +1,9 @@
 """Run configuration: small frozen dataclasses, validated where they enter.
 
-``parse_run_config`` is the one door from untrusted values (CLI options, form
-fields, JSON) to a :class:`RunConfig`; everything past it trusts the config.
-The fields it takes are declared once, in fmlab.trainer.fields; this module
-holds what they are made of: the dataclasses, the limits and the value parsers.
+``fmlab.trainer.fields.parse_run_config`` is the one door from untrusted
+values (CLI options, form fields, JSON) to a :class:`RunConfig`; everything
+past it trusts the config. This module holds what the fields are made of:
+the dataclasses, the limits and the value parsers.
 This module does not import torch.
 """
 
@@ -185,31 +185,3 @@ def parse_lr(value: object, field: str = "lr") -> float:
     if lr > 1e6:
         raise ConfigError(field, f"{lr:g} is too large (at most 1e6)")
     return float(lr)
-
-
-def parse_run_config(**values: object) -> RunConfig:
-    """Validate raw values (strings or numbers) into a RunConfig.
-
-    The keywords are the fields of fmlab.trainer.fields.RUN_FIELDS (``arch``,
-    ``lr``, ``epochs``, ...); a field not given takes its default. Every field
-    is checked: one refused value raises ConfigError naming it, several raise
-    ConfigErrors naming each (cross-field rules included).
-    """
-    from fmlab.trainer.fields import build_config, parse_values  # fields.py builds on this module
-
-    return build_config(parse_values(values))
-
-
-def config_to_dict(config: RunConfig) -> dict:
-    """The JSON form stored in session files: one key per field, and the
-    architecture twice, by name (``arch``) and exactly (``hidden``)."""
-    from fmlab.trainer.fields import config_json
-
-    return config_json(config)
-
-
-def config_from_dict(data: dict) -> RunConfig:
-    """Strict inverse of config_to_dict; raises ConfigError on any bad field."""
-    from fmlab.trainer.fields import config_of_json
-
-    return config_of_json(data)

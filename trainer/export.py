@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from fmlab.trainer.atomic import write_atomic
-from fmlab.trainer.config import config_to_dict
+from fmlab.trainer.fields import config_to_dict
 from fmlab.trainer.sessions import SessionRecord
 
 FORMATS = (".png", ".csv", ".json")

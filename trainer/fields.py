@@ -371,3 +371,26 @@ def config_of_json(data: object) -> RunConfig:
     values = {field.name: data[field.name] for field in RUN_FIELDS}
     values["arch"] = tuple(hidden)  # the widths are the net; the name only names it
     return build_config(parse_values(values))
+
+
+def parse_run_config(**values: object) -> RunConfig:
+    """Validate raw values (strings or numbers) into a RunConfig: the one door
+    from untrusted values (CLI options, form fields, JSON) to a config.
+
+    The keywords are the fields of RUN_FIELDS (``arch``, ``lr``, ``epochs``,
+    ...); a field not given takes its default. Every field is checked: one
+    refused value raises ConfigError naming it, several raise ConfigErrors
+    naming each (cross-field rules included).
+    """
+    return build_config(parse_values(values))
+
+
+def config_to_dict(config: RunConfig) -> dict:
+    """The JSON form stored in session files: one key per field, and the
+    architecture twice, by name (``arch``) and exactly (``hidden``)."""
+    return config_json(config)
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Strict inverse of config_to_dict; raises ConfigError on any bad field."""
+    return config_of_json(data)

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 from fmlab.trainer.atomic import write_atomic
-from fmlab.trainer.config import parse_run_config
 from fmlab.trainer.events import EpochMetrics, RunResults, StepMetrics
+from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.models import summarize
 from fmlab.trainer.sessions import SessionRecord, StepCurve, encode
 

@@ -8,8 +8,8 @@ from sessions_fixture import FixedProbe
 from textual.app import App, ComposeResult
 from textual.widgets import Input, Label, Static
 
-from fmlab.trainer.config import RunConfig, parse_run_config
-from fmlab.trainer.fields import FIELDS, RUN_FIELDS
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.fields import FIELDS, RUN_FIELDS, parse_run_config
 from fmlab.tui.app import make_app
 from fmlab.tui.screens.sweep import FORM_FIELDS, SweepScreen, form_label
 from fmlab.tui.widgets.config_form import ConfigForm

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fmlab.trainer.config import ConfigError, RunConfig, config_from_dict, config_to_dict
+from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.events import (
     STATUSES,
     EpochMetrics,
@@ -29,6 +29,7 @@ from fmlab.trainer.events import (
     RunResults,
     StepMetrics,
 )
+from fmlab.trainer.fields import config_from_dict, config_to_dict
 
 SCHEMA = "fmlab.session"
 VERSION = 1

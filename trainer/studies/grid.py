@@ -9,8 +9,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from fmlab.trainer.config import RunConfig, parse_run_config
-from fmlab.trainer.fields import AXES, RUN_FIELDS, parse_lists
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.fields import AXES, RUN_FIELDS, parse_lists, parse_run_config
 
 # ----------------------------------------------------------------- the grid
 

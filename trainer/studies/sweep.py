@@ -22,9 +22,10 @@ from datetime import datetime
 from pathlib import Path
 
 from fmlab.trainer.atomic import write_atomic
-from fmlab.trainer.config import RunConfig, config_from_dict, config_to_dict
+from fmlab.trainer.config import RunConfig
 from fmlab.trainer.data import DatasetCache
 from fmlab.trainer.events import FINISHED, Event, RunFinished, RunStarted
+from fmlab.trainer.fields import config_from_dict, config_to_dict
 from fmlab.trainer.jobs import Job, JobError, JobService, resume_job
 from fmlab.trainer.sessions import SessionError, SessionRecord, effective_status, load
 from fmlab.trainer.sessions.lock import SessionBusy, SessionLock

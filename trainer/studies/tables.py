@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from fmlab.trainer.config import ARCH_PRESETS, RunConfig, config_from_dict, config_to_dict
+from fmlab.trainer.config import ARCH_PRESETS, RunConfig
+from fmlab.trainer.fields import config_from_dict, config_to_dict
 from fmlab.trainer.sessions import SessionRecord
 
 FORMATS = ("markdown", "csv", "json")

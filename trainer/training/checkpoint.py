@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from fmlab.trainer.atomic import write_atomic
-from fmlab.trainer.config import MAX_MODEL_BYTES, RunConfig, config_to_dict
+from fmlab.trainer.config import MAX_MODEL_BYTES, RunConfig
 from fmlab.trainer.events import EpochMetrics
+from fmlab.trainer.fields import config_to_dict
 from fmlab.trainer.training.steppers import optimizer_state_shapes, param_shapes
 
 FORMAT = "fmlab.checkpoint"

@@ -36,8 +36,33 @@ sessions_app = typer.Typer(help="List and inspect saved sessions.", no_args_is_h
 app.add_typer(sessions_app, name="sessions")
 
 
+def installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fmlab")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fmlab {installed_version()}")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
-def main_callback(ctx: typer.Context) -> None:
+def main_callback(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=print_version,
+        is_eager=True,
+        help="Print fmlab's version and exit.",
+    ),
+) -> None:
     if ctx.invoked_subcommand is None:
         app_command.open_app(replay=None, sessions_dir=None, data_dir=None)
 

@@ -37,7 +37,8 @@ def reproduce(
     import threading
     import time
 
-    from fmlab.trainer.config import ConfigError, parse_run_config
+    from fmlab.trainer.config import ConfigError
+    from fmlab.trainer.fields import parse_run_config
     from fmlab.trainer.studies.reproduce import Reproduction, describe_machine
     from fmlab.tui.cli.options import require_writable_dir, warn_and_go_on
 

@@ -132,7 +132,7 @@ def train(
     The reference experiment: fmlab train --lr 0.1 --epochs 10 (base MLP, batch
     64, plain SGD, no shuffle) reaches about 87% test accuracy.
     """
-    from fmlab.trainer.config import parse_run_config
+    from fmlab.trainer.fields import parse_run_config
 
     try:
         config = parse_run_config(**fields)

@@ -15,8 +15,17 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from fmlab.trainer.config import ARCH_PRESETS, ConfigError, RunConfig, parse_run_config
-from fmlab.trainer.fields import RUN_FIELDS, Choice, Field, Widths, YesNo, config_texts, field_named
+from fmlab.trainer.config import ARCH_PRESETS, ConfigError, RunConfig
+from fmlab.trainer.fields import (
+    RUN_FIELDS,
+    Choice,
+    Field,
+    Widths,
+    YesNo,
+    config_texts,
+    field_named,
+    parse_run_config,
+)
 from fmlab.tui.widgets.validates_soon import ValidatesSoon
 
 # Run presets: a name, what the menu says, and the fields they set.
