@@ -6,8 +6,8 @@
 Each side runs in a fresh process of its own, as people run them, and the
 rounds alternate which side goes first (this machine's speed drifts):
 
-- headless: what ``fmlab train`` does (engine.run feeding the session
-  recorder, checkpoints on), in the main thread;
+- headless: what ``fmlab train`` does (the job service: the one loop, the
+  session recorder, checkpoints), in the main thread;
 - app: the app driven by ``run_test`` at the given terminal size, training in
   its thread worker (events posted as messages, live charts and progress
   redrawn on their timer), started the way the configure screen starts it.
@@ -46,20 +46,15 @@ def steady_rate(seconds: list[float], train_size: int) -> float:
 
 
 def headless_rate(config: RunConfig, data_dir: Path | None) -> float:
-    from fmlab.trainer import data
+    from fmlab.trainer.data import DatasetCache
     from fmlab.trainer.events import EpochMetrics
-    from fmlab.trainer.sessions import SessionRecorder
-    from fmlab.trainer.training import loop as engine
+    from fmlab.trainer.jobs import Job, JobService
 
-    dataset = data.load(data.locate(data_dir), engine.resolve_device(config.device))
     with tempfile.TemporaryDirectory() as sessions:
-        recorder = SessionRecorder(Path(sessions))
-        epochs = []
-        for event in engine.run(config, dataset, on_checkpoint=recorder.save_checkpoint):
-            recorder(event)
-            if isinstance(event, EpochMetrics):
-                epochs.append(event.seconds)
-    return steady_rate(epochs, len(dataset.train_y))
+        service = JobService(Path(sessions), DatasetCache(data_dir))
+        train_size = len(service.data_for(config).train_y)
+        epochs = [e.seconds for _, e in service.run([Job(config)]) if isinstance(e, EpochMetrics)]
+    return steady_rate(epochs, train_size)
 
 
 async def app_rate(config: RunConfig, data_dir: Path | None, size: tuple[int, int]) -> float:

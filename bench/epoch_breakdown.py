@@ -6,8 +6,9 @@ Variants, all one epoch of SGD at batch 64 on the real training set, timed in
 this one process (training only, no evaluation):
   textbook   DataLoader over torchvision's dataset, autograd, optim.SGD
   in-memory  the same, but batches are slices of tensors held in memory
-  by-hand    in-memory + fmlab's hand-written backward, optim.SGD.step()
-  fmlab      fmlab's MLPStepper (hand-written backward, one foreach update)
+  by-hand    in-memory + the hand-written backward writing every gradient, then
+             the SGD update (fmlab's explicit-gradient stepper)
+  fmlab      fmlab's plain-SGD stepper (the update folded into the backward)
 It also prints the arithmetic limit: 6 x parameters FLOP per sample (forward
 2, backward 4) at the matmul rate this machine reaches on a large product.
 """
@@ -28,7 +29,7 @@ from bench.textbook import torchvision_root
 from fmlab.trainer import data
 from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.models import build_mlp
-from fmlab.trainer.training import loop as engine
+from fmlab.trainer.training.steppers import MomentumOrAdam, make_stepper
 
 BATCH = 64
 
@@ -69,7 +70,7 @@ def main() -> None:
     source = data.locate()
     ds = data.load(source)
     x, y = ds.train_x, ds.train_y
-    onehot = F.one_hot(y, 10).float()
+    onehot_t = F.one_hot(y, 10).float().t()
     slices = [(x[i : i + BATCH], y[i : i + BATCH]) for i in range(0, len(x), BATCH)]
     print(f"{config.model.name}: {config.model.num_params:,} parameters, {args.threads} threads")
     results = {}
@@ -83,18 +84,15 @@ def main() -> None:
             )
     results["in-memory"] = timed("in-memory", lambda: autograd_epoch(build_mlp(config.model, 0), slices))
 
-    def by_hand() -> None:
-        model = build_mlp(config.model, 0)
-        stepper = engine.MLPStepper(model, config)
-        stepper.plain_sgd = False  # update through optim.SGD.step()
-        stepper.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    def epoch(stepper) -> None:
         for i in range(0, len(x), BATCH):
-            stepper.step(x[i : i + BATCH], y[i : i + BATCH], onehot[i : i + BATCH])
+            stepper.step(x[i : i + BATCH], y[i : i + BATCH], onehot_t[:, i : i + BATCH], want_stats=False)
+
+    def by_hand() -> None:
+        epoch(MomentumOrAdam([config], torch.device("cpu")))  # momentum 0: SGD on written gradients
 
     def fmlab() -> None:
-        stepper = engine.MLPStepper(build_mlp(config.model, 0), config)
-        for i in range(0, len(x), BATCH):
-            stepper.step(x[i : i + BATCH], y[i : i + BATCH], onehot[i : i + BATCH])
+        epoch(make_stepper([config], torch.device("cpu")))
 
     results["by-hand"] = timed("by-hand", by_hand)
     results["fmlab"] = timed("fmlab", fmlab)

@@ -24,7 +24,7 @@ from bench.textbook import textbook_epochs, torchvision_root
 from fmlab.trainer import data
 from fmlab.trainer.events import EpochMetrics
 from fmlab.trainer.fields import parse_run_config
-from fmlab.trainer.training import loop as engine
+from fmlab.trainer.training.loop import Member, train
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     load_start = time.perf_counter()
     dataset = data.load(source)
     print(f"fmlab load: {time.perf_counter() - load_start:.2f} s")
-    fmlab = (e for e in engine.run(config, dataset) if isinstance(e, EpochMetrics))
+    fmlab = (e for _, e in train([Member(config)], dataset) if isinstance(e, EpochMetrics))
     if args.skip_textbook:
         for e in fmlab:
             print(f"fmlab    epoch {e.epoch}: {e.seconds:6.2f} s  test acc {e.test_acc:.2f}%")

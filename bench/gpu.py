@@ -10,9 +10,9 @@ graph capture, so the figure is the median of the later epochs. Epoch times
 include the test-set evaluation, as everywhere in bench/.
 
 Then one base epoch runs with torch's sync debug mode on, counting the host
-syncs (the engine should sync only when it flushes step metrics and at epoch
+syncs (the loop should sync only when it flushes step metrics and at epoch
 end), and one base run trains from a thread, as the app does, to show that the
-graph is captured there too. The batched sweep is bench.sweep_speed with
+graph is captured there too. The stacked sweep is bench.sweep_speed with
 ``--device cuda``.
 """
 
@@ -30,14 +30,19 @@ import torch
 from fmlab.trainer import data
 from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted
 from fmlab.trainer.fields import parse_run_config
-from fmlab.trainer.training import loop as engine
+from fmlab.trainer.training.loop import Member, train
 
 LR = 0.1
 
 
+def alone(config, dataset):
+    """One run's events (a stack of one)."""
+    return (event for _, event in train([Member(config)], dataset))
+
+
 def graph_setting(enabled: bool):
     """A generator wrapper that sets FMLAB_CUDA_GRAPH while its run starts:
-    the engine reads it once, when it chooses the step."""
+    the loop reads it once, when it chooses the step."""
 
     def wrap(stream):
         previous = os.environ.get("FMLAB_CUDA_GRAPH")
@@ -69,8 +74,8 @@ def next_epoch(stream) -> EpochMetrics | None:
 def eager_vs_graphed(arch: str, epochs: int, dataset, device: str) -> None:
     config = parse_run_config(arch=arch, lr=LR, epochs=epochs, device=device)
     runs = {
-        "eager": graph_setting(False)(engine.run(config, dataset)),
-        "graphed": graph_setting(True)(engine.run(config, dataset)),
+        "eager": graph_setting(False)(alone(config, dataset)),
+        "graphed": graph_setting(True)(alone(config, dataset)),
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
     accs: dict[str, float] = {}
@@ -94,7 +99,7 @@ def eager_vs_graphed(arch: str, epochs: int, dataset, device: str) -> None:
 
 def count_syncs(dataset, device: str) -> None:
     config = parse_run_config(arch="base", lr=LR, epochs=1, device=device)
-    stream = engine.run(config, dataset)
+    stream = alone(config, dataset)
     next(stream)  # RunStarted: data copied, graph captured
     steps = 0
     if device == "cuda":
@@ -115,7 +120,7 @@ def count_syncs(dataset, device: str) -> None:
 def train_in_thread(dataset, device: str) -> None:
     config = parse_run_config(arch="base", lr=LR, epochs=2, device=device)
     events: list = []
-    worker = threading.Thread(target=lambda: events.extend(engine.run(config, dataset)))
+    worker = threading.Thread(target=lambda: events.extend(alone(config, dataset)))
     worker.start()
     worker.join()
     started = next(e for e in events if isinstance(e, RunStarted))

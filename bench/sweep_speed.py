@@ -1,15 +1,15 @@
-"""A 4-learning-rate sweep: batched (one stacked model) against the same four
-runs one after another through the engine.
+"""A 4-learning-rate sweep: stacked (the four runs as one stack) against the
+same four runs one after another, each alone (a stack of one).
 
     python -m bench.sweep_speed [--epochs 10] [--arch base] [--lr 1,0.1,0.01,0.001]
                                 [--threads N] [--device cpu|cuda] [--data-dir DIR]
 
 Both sides run in this one process on the real data. They advance epoch by
-epoch in turn (four sequential epochs, then one stacked epoch of all four
+epoch in turn (four lone epochs, then one stacked epoch of all four
 members), so when other work shares the machine both sides meet it alike
 rather than one side getting a quiet minute and the other a busy one. Each
 generator is timed only while it runs; the per-epoch ratios show how steady
-the figure was. The target is batched / sequential <= 0.65. On CUDA both
+the figure was. The target is stacked / one by one <= 0.65. On CUDA both
 sides use captured graphs unless FMLAB_CUDA_GRAPH=0.
 """
 
@@ -26,12 +26,11 @@ import torch
 from fmlab.trainer import data
 from fmlab.trainer.events import EpochMetrics, RunFinished
 from fmlab.trainer.fields import parse_run_config
-from fmlab.trainer.training import loop as engine
-from fmlab.trainer.training.stack import run_batched
+from fmlab.trainer.training.loop import Member, train
 
 
 def advance_single(stream, done: dict) -> float:
-    """Run one engine generator up to its next epoch (or its end); the seconds it took."""
+    """Run one lone run's stream up to its next epoch (or its end); the seconds it took."""
     start = time.perf_counter()
     for event in stream:
         if isinstance(event, RunFinished):
@@ -44,7 +43,7 @@ def advance_single(stream, done: dict) -> float:
 
 
 def advance_stack(stream, live: set[int], finals: dict) -> float:
-    """Run the stacked generator until every live member has ended its epoch."""
+    """Run the stack's stream until every live member has ended its epoch."""
     start = time.perf_counter()
     waiting = set(live)
     for index, event in stream:
@@ -80,9 +79,9 @@ def main() -> None:
     )
     print(f"sweep: {args.arch}, lr {args.lr}, {args.epochs} epochs, batch 64, plain SGD")
 
-    singles = [engine.run(c, dataset) for c in configs]
+    singles = [(event for _, event in train([Member(c)], dataset)) for c in configs]
     single_state: list[dict] = [{} for _ in configs]
-    stack = run_batched(configs, dataset)
+    stack = train([Member(c) for c in configs], dataset)
     live, finals = set(range(len(configs))), {}
     seq_total = bat_total = 0.0
     ratios = []
@@ -92,7 +91,7 @@ def main() -> None:
         seq_total, bat_total = seq_total + seq, bat_total + bat
         ratios.append(bat / seq)
         print(
-            f"epoch {epoch:>3}: sequential {seq:7.2f} s  batched {bat:7.2f} s  ratio {bat / seq:.3f}",
+            f"epoch {epoch:>3}: one by one {seq:7.2f} s  stacked {bat:7.2f} s  ratio {bat / seq:.3f}",
             flush=True,
         )
     # let every generator finish (RunFinished) outside the timed part
@@ -103,11 +102,11 @@ def main() -> None:
     for index, event in stack:
         if isinstance(event, RunFinished):
             finals[index] = event.results
-    print("final test accuracy  sequential: " + "  ".join(_acc(s["finished"]) for s in single_state))
-    print("final test accuracy  batched:    " + "  ".join(_acc(finals[i]) for i in range(len(configs))))
-    print(f"total: sequential {seq_total:.2f} s, batched {bat_total:.2f} s")
+    print("final test accuracy  one by one: " + "  ".join(_acc(s["finished"]) for s in single_state))
+    print("final test accuracy  stacked:    " + "  ".join(_acc(finals[i]) for i in range(len(configs))))
+    print(f"total: one by one {seq_total:.2f} s, stacked {bat_total:.2f} s")
     print(
-        f"batched / sequential = {bat_total:.2f} / {seq_total:.2f} = {bat_total / seq_total:.3f} "
+        f"stacked / one by one = {bat_total:.2f} / {seq_total:.2f} = {bat_total / seq_total:.3f} "
         f"(median per epoch {statistics.median(ratios):.3f}); load average after {_load()}"
     )
 

@@ -17,15 +17,15 @@ from fmlab.tui.cli import app
 SMALL = "48,32"
 
 
-def small_studies() -> list[Study]:
+def small_studies(epochs: int = 2) -> list[Study]:
     """The four studies' shapes on a small net, a few epochs each."""
 
-    def runs(lrs, arch=SMALL, epochs=2, **extra):
+    def runs(lrs, arch=SMALL, epochs=epochs, **extra):
         return tuple(parse_run_config(arch=arch, lr=lr, epochs=epochs, **extra) for lr in lrs)
 
     return [
         Study("lr", "learning rates", "lr", runs([1.0, 0.1, 0.01]), "note"),
-        Study("convergence", "convergence", "convergence", runs([0.1, 0.01], epochs=4, patience=1), "note"),
+        Study("convergence", "convergence", "convergence", runs([0.1, 0.01], epochs=2 * epochs, patience=1), "note"),
         Study("architectures", "architectures", "architectures",
               runs([0.05], arch="32") + runs([0.05], arch="32,16") + runs([0.05], arch="64,32,16"), "note"),
         Study("grads", "gradients", "grads", tuple(grad_configs([0.1], SMALL, steps=5)), "note", train_limit=5 * 64),

@@ -53,14 +53,6 @@ def resume_job(session_path: Path) -> Job:
     """
     from fmlab.trainer.training.checkpoint import Checkpoint, CheckpointError
 
-    try:
-        record = load(session_path)
-    except SessionError as exc:
-        raise JobError(str(exc)) from None
-    if record.status in FINISHED or record.status == "running":
-        raise JobError(
-            f"session {record.id} is {record.status}; only stopped or interrupted runs can be resumed"
-        )
     lock = SessionLock(session_path)
     try:
         lock.acquire()
@@ -69,8 +61,13 @@ def resume_job(session_path: Path) -> Job:
     except OSError as exc:
         raise JobError(f"cannot lock {lock.path}: {exc.strerror or exc}") from None
     try:
+        record = load(session_path)
+        if record.status in FINISHED or record.status == "running":
+            raise JobError(
+                f"session {record.id} is {record.status}; only stopped or interrupted runs can be resumed"
+            )
         checkpoint = Checkpoint.load(checkpoint_path(session_path), record.id, record.config)
-    except CheckpointError as exc:
+    except (SessionError, CheckpointError, JobError) as exc:
         lock.release()
         raise JobError(str(exc)) from None
     return Job(record.config, Resume(record, checkpoint, lock))

@@ -11,10 +11,10 @@ from fmlab.tui.cli.options import (
     DATA_DIR_HELP,
     FORMAT_HELP,
     SESSIONS_HELP,
+    SaveWarnings,
     check_format,
     check_out_file,
     load_data,
-    warn_and_go_on,
     write_out,
 )
 from fmlab.tui.cli.output import config_usage_error, fail, usage_error
@@ -97,7 +97,7 @@ def grads(
             "steps",
             f"{count} steps of {batch} need {train_limit:,} images; there are {available:,}",
         )
-    runner = Sweep.new(configs, directory, preset="grads", on_warning=warn_and_go_on)
+    runner = Sweep.new(configs, directory, preset="grads", on_warning=SaveWarnings())
     follow_sweep(runner, datasets, quiet=quiet, label="grads", train_limit=train_limit)
     records = records_of(finished_rows(runner.rows))
     if not records:

@@ -155,5 +155,16 @@ def write_out(out: Optional[Path], text: str) -> None:
     typer.echo(f"table saved: {out}", err=True)
 
 
-def warn_and_go_on(message: str) -> None:
-    typer.echo(f"Warning: {message}; training goes on", err=True)
+class SaveWarnings:
+    """Tells the user, once per kind of trouble, that something could not be
+    saved while training goes on: a full disk under a sweep of 16 runs is one
+    line, not 16. Each command makes its own."""
+
+    def __init__(self) -> None:
+        self.reasons: set[str] = set()
+
+    def __call__(self, message: str) -> None:
+        reason = message.rsplit(": ", 1)[-1]  # "cannot save PATH: No space left on device"
+        if reason not in self.reasons:
+            self.reasons.add(reason)
+            typer.echo(f"Warning: {message}; training goes on", err=True)

@@ -40,7 +40,7 @@ def reproduce(
     from fmlab.trainer.config import ConfigError
     from fmlab.trainer.fields import parse_run_config
     from fmlab.trainer.studies.reproduce import Reproduction, describe_machine
-    from fmlab.tui.cli.options import require_writable_dir, warn_and_go_on
+    from fmlab.tui.cli.options import SaveWarnings, require_writable_dir
 
     try:
         rule = parse_run_config(threshold=threshold).convergence.threshold
@@ -49,7 +49,7 @@ def reproduce(
     require_writable_dir(out, "out")
     datasets = load_data(data_dir, "auto")
     repro = Reproduction(out, quick=quick, stacked=stack, threshold=rule)
-    repro.on_warning = warn_and_go_on
+    repro.on_warning = SaveWarnings()
     repro.environment = describe_machine()
     cancel = threading.Event()
     started = time.perf_counter()

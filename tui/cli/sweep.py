@@ -14,11 +14,11 @@ from fmlab.tui.cli.options import (
     FORMAT_HELP,
     SESSIONS_HELP,
     LiveStdout,
+    SaveWarnings,
     check_format,
     check_out_file,
     load_data,
     run_field_options,
-    warn_and_go_on,
     write_out,
 )
 from fmlab.tui.cli.output import FAILURE, config_usage_error, fail, usage_error
@@ -95,7 +95,7 @@ def sweep(
         require_writable_dir(figures, "figures")
     if resume is not None:
         try:
-            runner = Sweep.resume(find_sweep(directory, resume), directory, warn_and_go_on)
+            runner = Sweep.resume(find_sweep(directory, resume), directory, SaveWarnings())
         except SweepError as exc:
             fail(str(exc))
         if not runner.record.pending():
@@ -103,7 +103,7 @@ def sweep(
     else:
         table = chosen.table if chosen else "grid"
         runner = Sweep.new(configs, directory, table=table, preset=chosen.name if chosen else None,
-                           grid=grid_to_dict(grid), stacked=stack, on_warning=warn_and_go_on)  # fmt: skip
+                           grid=grid_to_dict(grid), stacked=stack, on_warning=SaveWarnings())  # fmt: skip
     columns = table_columns(runner.record.table, runner.record.configs)
     datasets = load_data(data_dir, runner.record.configs[0].device)
     _run_sweep(runner, datasets, columns, fmt, quiet)

@@ -14,6 +14,7 @@ from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.events import RunFinished
 from fmlab.tui.cli.options import (
     DATA_DIR_HELP,
+    SaveWarnings,
     require_writable_dir,
     resolve_sessions_dir,
     run_field_options,
@@ -50,10 +51,7 @@ def run_training(
     job = resumable_job(sessions_dir, resume_ref) if resume_ref else Job(config)
     config = job.config
 
-    def warn(message: str) -> None:
-        typer.echo(f"Warning: {message}; training goes on", err=True)
-
-    service = JobService(sessions_dir, DatasetCache(data_dir), on_warning=warn)
+    service = JobService(sessions_dir, DatasetCache(data_dir), on_warning=SaveWarnings())
     try:
         service.data_for(config)
     except ConfigError as exc:
