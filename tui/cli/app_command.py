@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fmlab.tui.cli.options import DATA_DIR_HELP, resolve_sessions_dir, sessions_dir_option
+from fmlab.tui.cli.options import data_dir_option, resolve_sessions_dir, sessions_dir_option
 from fmlab.tui.cli.output import fail
 
 
@@ -16,7 +16,7 @@ def tui_command(
         None, "--replay", help="Open straight into the replay of this session id.", metavar="REPLAY"
     ),
     sessions_dir: Optional[Path] = sessions_dir_option(),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
+    data_dir: Optional[Path] = data_dir_option(),
 ) -> None:
     """Open the app (the same as running fmlab with no command)."""
     open_app(replay, sessions_dir, data_dir)

@@ -8,13 +8,15 @@ from typing import Optional
 import typer
 
 from fmlab.tui.cli.options import (
-    DATA_DIR_HELP,
-    FORMAT_HELP,
     SESSIONS_HELP,
     SaveWarnings,
     check_format,
     check_out_file,
+    data_dir_option,
+    format_option,
     load_data,
+    quiet_option,
+    sessions_dir_option,
     write_out,
 )
 from fmlab.tui.cli.output import config_usage_error, fail, usage_error
@@ -44,18 +46,16 @@ def grads(
     batch_size: str = typer.Option("64", "--batch-size", help="Samples per step.", metavar="BATCH_SIZE"),
     seed: str = typer.Option("0", help="Seed for the initial weights.", metavar="SEED"),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda.", metavar="DEVICE"),
-    fmt: str = typer.Option("markdown", "--format", help=FORMAT_HELP, metavar="FORMAT"),
+    fmt: str = format_option(),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Also write the per-step table to this file.", metavar="FILE"
     ),
     figure: Optional[Path] = typer.Option(
         None, "--figure", help="Write the gradient curve as a PNG here.", metavar="FILE"
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
-    sessions_dir: Optional[Path] = typer.Option(
-        None, "--sessions-dir", help=SESSIONS_HELP, show_default=False, metavar="DIR"
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    data_dir: Optional[Path] = data_dir_option(),
+    sessions_dir: Optional[Path] = sessions_dir_option(SESSIONS_HELP),
+    quiet: bool = quiet_option(),
 ) -> None:
     """The mean gradient over the first training steps, as numbers and a curve.
 

@@ -7,12 +7,12 @@ from typing import Optional
 
 import typer
 
-from fmlab.tui.cli.options import DATA_DIR_HELP
+from fmlab.tui.cli.options import data_dir_option
 from fmlab.tui.cli.output import fail, print_json, text_table, usage_error
 
 
 def data(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
+    data_dir: Optional[Path] = data_dir_option(),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Find Fashion-MNIST and show where it is, its split sizes and classes."""

@@ -69,8 +69,20 @@ DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz).
 SESSIONS_HELP = "Where session files are saved. [default: ./sessions] [env: FMLAB_SESSIONS]"
 
 
-def sessions_dir_option() -> Path:
-    return typer.Option(None, "--sessions-dir", help=SESSIONS_HELP, show_default=False)
+def sessions_dir_option(help: str = SESSIONS_HELP):
+    return typer.Option(None, "--sessions-dir", help=help, show_default=False, metavar="DIR")
+
+
+def data_dir_option():
+    return typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR")
+
+
+def format_option():
+    return typer.Option("markdown", "--format", help=FORMAT_HELP, metavar="FORMAT")
+
+
+def quiet_option(help: str = "No progress display."):
+    return typer.Option(False, "--quiet", "-q", help=help)
 
 
 def resolve_sessions_dir(value: Optional[Path]) -> Path:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fmlab.tui.cli.options import DATA_DIR_HELP, load_data
+from fmlab.tui.cli.options import data_dir_option, load_data, quiet_option
 from fmlab.tui.cli.output import FAILURE, plural, usage_error
 from fmlab.tui.cli.progress import follow_sweep
 
@@ -25,8 +25,8 @@ def reproduce(
         "--stack/--no-stack",
         help="Train runs of one shape together as one stack (the default), or one by one.",
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    data_dir: Optional[Path] = data_dir_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Run all four studies of the reference and write OUT/REPORT.md.
 

@@ -10,15 +10,17 @@ import typer
 from fmlab.trainer.events import FINISHED
 from fmlab.trainer.studies.grid import PRESETS
 from fmlab.tui.cli.options import (
-    DATA_DIR_HELP,
-    FORMAT_HELP,
     SESSIONS_HELP,
     LiveStdout,
     SaveWarnings,
     check_format,
     check_out_file,
+    data_dir_option,
+    format_option,
     load_data,
+    quiet_option,
     run_field_options,
+    sessions_dir_option,
     write_out,
 )
 from fmlab.tui.cli.output import FAILURE, config_usage_error, fail, usage_error
@@ -45,18 +47,16 @@ def sweep(
         help="Continue a stopped or killed sweep (its own grid is used): finished runs are kept, "
         "runs cut off continue from their last finished epoch.",
     ),
-    fmt: str = typer.Option("markdown", "--format", help=FORMAT_HELP, metavar="FORMAT"),
+    fmt: str = format_option(),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Also write the finished table to this file.", metavar="FILE"
     ),
     figures: Optional[Path] = typer.Option(
         None, "--figures", help="Write PNG figures (per run and overlaid) into this folder.", metavar="DIR"
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
-    sessions_dir: Optional[Path] = typer.Option(
-        None, "--sessions-dir", help=SESSIONS_HELP, show_default=False, metavar="DIR"
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display, just the table."),
+    data_dir: Optional[Path] = data_dir_option(),
+    sessions_dir: Optional[Path] = sessions_dir_option(SESSIONS_HELP),
+    quiet: bool = quiet_option("No progress display, just the table."),
     **fields: object,
 ) -> None:
     """Train every combination of a grid and print a results table as runs finish.

@@ -13,14 +13,16 @@ import typer
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.events import RunFinished
 from fmlab.tui.cli.options import (
-    DATA_DIR_HELP,
     SaveWarnings,
+    data_dir_option,
+    load_data,
+    quiet_option,
     require_writable_dir,
     resolve_sessions_dir,
     run_field_options,
     sessions_dir_option,
 )
-from fmlab.tui.cli.output import FAILURE, config_usage_error, fail, percent, print_json, usage_error
+from fmlab.tui.cli.output import FAILURE, config_usage_error, fail, percent, print_json
 from fmlab.tui.cli.progress import ProgressPrinter
 from fmlab.tui.cli.signals import StopOnSignal
 
@@ -45,19 +47,11 @@ def run_training(
     quiet: bool,
     resume_ref: str | None = None,
 ) -> None:
-    from fmlab.trainer.data import DataError, DatasetCache
     from fmlab.trainer.jobs import Job, JobError, JobService
 
     job = resumable_job(sessions_dir, resume_ref) if resume_ref else Job(config)
     config = job.config
-
-    service = JobService(sessions_dir, DatasetCache(data_dir), on_warning=SaveWarnings())
-    try:
-        service.data_for(config)
-    except ConfigError as exc:
-        usage_error(exc.field, exc.message)
-    except DataError as exc:
-        fail(str(exc))
+    service = JobService(sessions_dir, load_data(data_dir, config.device), on_warning=SaveWarnings())
     if job.resume and not (quiet or json_output):
         typer.echo(f"resuming {job.resume.record.id} after epoch {job.resume.checkpoint.epoch}", err=True)
     progress = ProgressPrinter([config], quiet=quiet or json_output)
@@ -111,12 +105,12 @@ def _summary(config: RunConfig, finished: RunFinished, recorder, json_output: bo
 
 @run_field_options()
 def train(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR"),
+    data_dir: Optional[Path] = data_dir_option(),
     sessions_dir: Optional[Path] = sessions_dir_option(),
     json_output: bool = typer.Option(
         False, "--json", help="Print one JSON object with the results instead of text."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display, just the summary."),
+    quiet: bool = quiet_option("No progress display, just the summary."),
     resume: Optional[str] = typer.Option(
         None,
         "--resume",
