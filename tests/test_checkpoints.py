@@ -168,3 +168,35 @@ def test_two_resume_commands_at_once_train_it_once(tiny_dataset, tiny_data_dir, 
 def test_checkpoint_errors_name_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
         Checkpoint.load(tmp_path / "missing.state.pt", "x", parse_run_config())
+
+
+def test_a_checkpoint_resumes_only_on_the_data_it_was_trained_on(tiny_dataset, sessions_dir, tmp_path):
+    from idx_files import write_dataset
+
+    recorder = stopped_session(tiny_dataset, sessions_dir)
+    other_data = write_dataset(tmp_path / "other", train=256)
+    line = one_line_error(resume(sessions_dir, recorder.record.id, other_data))
+    assert "8 steps per epoch, this data gives 4" in line
+
+
+def test_a_sweep_trains_again_a_run_it_cannot_resume(tiny_datasets, sessions_dir, tmp_path):
+    from idx_files import write_dataset
+
+    from fmlab.trainer.events import EpochMetrics
+    from fmlab.trainer.studies.sweep import Sweep, load_sweep
+
+    configs = [parse_run_config(arch="8", lr=lr, epochs=3, device="cpu") for lr in (0.1, 0.05)]
+    sweep = Sweep.new(configs, sessions_dir)
+    cancel = threading.Event()
+    for _, event in sweep.run(tiny_datasets, cancel):
+        if isinstance(event, EpochMetrics):
+            cancel.set()
+    assert load_sweep(sweep.record.path).status == "stopped"
+    other_data = write_dataset(tmp_path / "other", train=256)
+    again = CliRunner().invoke(app, ["sweep", "--resume", sweep.record.id, "--sessions-dir", str(sessions_dir),
+                                     "--data-dir", str(other_data), "-q"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    warnings = [line for line in again.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 2 and all("training that run again from the start" in w for w in warnings)
+    record = load_sweep(sweep.record.path)
+    assert record.status == "completed" and all(r.epochs_done == 3 for r in record.rows)

@@ -119,7 +119,8 @@ class JobService:
         cancel = cancel or threading.Event()
         keys = [(stack_key(j.config), _resume_point(j)) for j in jobs]
         try:
-            self._check_resumed(jobs)
+            for job in jobs:
+                self.check_resumed(job)
             for stack in plan_stacks(keys, self.stacked):
                 if cancel.is_set():
                     break
@@ -144,18 +145,18 @@ class JobService:
             for recorder in self.recorders.values():
                 recorder.close()
 
-    def _check_resumed(self, jobs: Sequence[Job]) -> None:
-        """A checkpoint continues only on the data it was trained on."""
-        for job in jobs:
-            if job.resume is None:
-                continue
-            checkpoint, record = job.resume.checkpoint, job.resume.record
-            steps_per_epoch = -(-len(self.data_for(job.config).train_x) // job.config.batch_size)
-            if checkpoint.step != checkpoint.epoch * steps_per_epoch:
-                raise JobError(
-                    f"{record.path}: the checkpoint was trained with {checkpoint.step // checkpoint.epoch:,} "
-                    f"steps per epoch, this data gives {steps_per_epoch:,}; resume it with the same data"
-                )
+    def check_resumed(self, job: Job) -> None:
+        """JobError unless ``job``'s checkpoint (if any) continues on this data:
+        the one it was trained on gives the same steps per epoch."""
+        if job.resume is None:
+            return
+        checkpoint, record = job.resume.checkpoint, job.resume.record
+        steps_per_epoch = -(-len(self.data_for(job.config).train_x) // job.config.batch_size)
+        if checkpoint.step != checkpoint.epoch * steps_per_epoch:
+            raise JobError(
+                f"{record.path}: the checkpoint was trained with {checkpoint.step // checkpoint.epoch:,} "
+                f"steps per epoch, this data gives {steps_per_epoch:,}; resume it with the same data"
+            )
 
     def _recorder(self, job: Job) -> SessionRecorder:
         recorder = SessionRecorder(self.sessions_dir, on_error=self.on_warning)

@@ -209,10 +209,10 @@ class Sweep:
         before = self.record.seconds
         cancel = cancel or threading.Event()
         self.record.status, self.record.pid, self.record.host = "running", os.getpid(), socket.gethostname()
-        jobs, positions = self._jobs()
-        self._save()
         service = JobService(self.sessions_dir, datasets, stacked=self.record.stacked,
                              train_limit=train_limit, on_warning=self.on_warning)  # fmt: skip
+        jobs, positions = self._jobs(service)
+        self._save()
         try:
             for slot, event in service.run(jobs, cancel):
                 index = positions[slot]
@@ -233,19 +233,19 @@ class Sweep:
             self._save()
             lock.release()
 
-    def _jobs(self) -> tuple[list[Job], list[int]]:
+    def _jobs(self, service: JobService) -> tuple[list[Job], list[int]]:
         """A job per pending position: resumed from its session's checkpoint
         where it has one, else from the start."""
         jobs, positions = [], []
         for index in self.record.pending():
-            job = self._resumed(index)
+            job = self._resumed(index, service)
             if job is None and self.rows[index] is not None and self.rows[index].status in FINISHED:
                 continue  # it had finished after all
             jobs.append(job or Job(self.record.configs[index]))
             positions.append(index)
         return jobs, positions
 
-    def _resumed(self, index: int) -> Job | None:
+    def _resumed(self, index: int, service: JobService) -> Job | None:
         path = self.session_path(index)
         if path is None or not path.is_file():
             return None
@@ -261,10 +261,17 @@ class Sweep:
             path.unlink(missing_ok=True)
             return None
         try:
-            return resume_job(path)
+            job = resume_job(path)
         except JobError as exc:
             self._warn(f"{exc}; training that run again from the start")
             return None
+        try:
+            service.check_resumed(job)
+        except JobError as exc:
+            job.resume.lock.release()
+            self._warn(f"{exc}; training that run again from the start")
+            return None
+        return job
 
     def _warn(self, message: str) -> None:
         if self.on_warning:

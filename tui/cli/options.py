@@ -168,14 +168,17 @@ def write_out(out: Optional[Path], text: str) -> None:
 
 
 class SaveWarnings:
-    """Tells the user, once per kind of trouble, that something could not be
-    saved while training goes on: a full disk under a sweep of 16 runs is one
+    """Prints the warnings of a training command. A save that failed (a full
+    disk, say) is told once per reason: under a sweep of 16 runs it is one
     line, not 16. Each command makes its own."""
 
     def __init__(self) -> None:
         self.reasons: set[str] = set()
 
     def __call__(self, message: str) -> None:
+        if not message.startswith(("cannot save ", "cannot create ")):
+            typer.echo(f"Warning: {message}", err=True)
+            return
         reason = message.rsplit(": ", 1)[-1]  # "cannot save PATH: No space left on device"
         if reason not in self.reasons:
             self.reasons.add(reason)

@@ -52,6 +52,10 @@ def run_training(
     job = resumable_job(sessions_dir, resume_ref) if resume_ref else Job(config)
     config = job.config
     service = JobService(sessions_dir, load_data(data_dir, config.device), on_warning=SaveWarnings())
+    try:
+        service.check_resumed(job)
+    except JobError as exc:
+        fail(str(exc))
     if job.resume and not (quiet or json_output):
         typer.echo(f"resuming {job.resume.record.id} after epoch {job.resume.checkpoint.epoch}", err=True)
     progress = ProgressPrinter([config], quiet=quiet or json_output)
