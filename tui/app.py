@@ -25,6 +25,7 @@ from fmlab.tui.screens.live import LiveScreen
 from fmlab.tui.screens.sessions import SessionsScreen
 from fmlab.tui.screens.sweep import SweepScreen
 from fmlab.tui.screens.sweep_run import SweepPlan
+from fmlab.tui.screens.training_view import TrainingView
 
 ScreenType = TypeVar("ScreenType", bound=Screen)
 
@@ -76,11 +77,6 @@ class FmlabApp(App):
         # off the footer, which has no room for it at 80 columns; the palette has it too
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
-    # what starting something new asks while one of these is training
-    STOP_QUESTIONS = {
-        "live": "A run is training. Stop it (it is saved as stopped) and start this one?",
-        "sweep": "A sweep is training. Stop it (its runs are saved as stopped) and start this one?",
-    }
 
     def __init__(
         self, sessions_dir: Path, data_dir: Path | None, replay: SessionRecord | None, probe: Probe
@@ -110,23 +106,25 @@ class FmlabApp(App):
         self.listing.listing(self.sessions_dir)
 
     @property
-    def training_view(self) -> LiveScreen:
+    def live_view(self) -> LiveScreen:
         return self.get_screen("live", LiveScreen)
 
     @property
     def sweep_view(self) -> SweepScreen:
         return self.get_screen("sweep", SweepScreen)
 
-    def training_views(self) -> dict[str, LiveScreen | SweepScreen]:
-        """The views that train, by mode; at most one of them is busy."""
-        return {"live": self.training_view, "sweep": self.sweep_view}
+    def training_views(self) -> list[TrainingView]:
+        """The views that train; at most one of them is busy."""
+        return [self.live_view, self.sweep_view]
+
+    # ------------------------------------------------------------ routing
 
     def start_training(self, config: RunConfig) -> None:
         """Open the live view on a new run; asks first if a run or sweep is training."""
 
         async def begin() -> None:
             await self.switch_mode("live")
-            self.training_view.start_training(config)
+            self.live_view.start_training(config)
 
         self._start_alone(begin)
 
@@ -143,31 +141,29 @@ class FmlabApp(App):
         """Call ``begin`` once nothing else trains: one training at a time
         shares the machine and the data. Whatever trains is stopped (and saved)
         first, if the user agrees."""
-        busy = [mode for mode, view in self.training_views().items() if view.busy]
+        busy = [view for view in self.training_views() if view.busy]
 
         async def stop_then_begin(confirmed: bool | None = True) -> None:
             if not confirmed:
                 return
-            for mode in busy:
-                await self.training_views()[mode].stop_and_wait()
+            for view in busy:
+                await view.stop_and_wait()
             await begin()
 
         if busy:
-            self.push_screen(ConfirmScreen(self.STOP_QUESTIONS[busy[0]]), stop_then_begin)
+            self.push_screen(ConfirmScreen(busy[0].STOP_QUESTION), stop_then_begin)
         else:
             self.call_later(stop_then_begin)
+
+    # ------------------------------------------------------------ actions
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     async def action_quit(self) -> None:
-        for mode, view in self.training_views().items():
+        for view in self.training_views():
             if view.busy:
-                self.notify(
-                    "Stopping the run and saving it…"
-                    if mode == "live"
-                    else "Stopping the sweep and saving it…"
-                )
+                self.notify(view.QUIT_NOTICE)
                 await view.stop_and_wait()
         self.exit()
 
@@ -187,10 +183,10 @@ class FmlabApp(App):
             lambda: self.switch_mode("sweep"),
         )
         yield SystemCommand(
-            "Stop run", "Stop the training run; it is saved as stopped", self.training_view.action_stop_run
+            "Stop run", "Stop the training run; it is saved as stopped", self.live_view.action_stop
         )
         yield SystemCommand(
-            "Stop sweep", "Stop the sweep; its runs are saved as stopped", self.sweep_view.action_stop_sweep
+            "Stop sweep", "Stop the sweep; its runs are saved as stopped", self.sweep_view.action_stop
         )
         yield SystemCommand(
             "Toggle light/dark", "Switch between the light and the dark theme", self.action_toggle_theme
