@@ -19,8 +19,10 @@ from textual.screen import Screen
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.data import DatasetCache
 from fmlab.trainer.sessions import ListingCache, SessionRecord
+from fmlab.tui.screens.compare import CompareScreen
 from fmlab.tui.screens.configure import ConfigureScreen
 from fmlab.tui.screens.confirm import ConfirmScreen
+from fmlab.tui.screens.export import ExportScreen
 from fmlab.tui.screens.live import LiveScreen
 from fmlab.tui.screens.sessions import SessionsScreen
 from fmlab.tui.screens.sweep import SweepScreen
@@ -99,7 +101,7 @@ class FmlabApp(App):
             self.switch_mode("configure")
         else:
             self.switch_mode("sessions")
-            self.push_screen(LiveScreen(replay=self.replay))
+            self.open_replay(self.replay)
 
     @work(thread=True, exit_on_error=False, group="prefetch")
     def prefetch_listing(self) -> None:
@@ -151,9 +153,26 @@ class FmlabApp(App):
             await begin()
 
         if busy:
-            self.push_screen(ConfirmScreen(busy[0].STOP_QUESTION), stop_then_begin)
+            self.confirm(busy[0].STOP_QUESTION, stop_then_begin)
         else:
             self.call_later(stop_then_begin)
+
+    def open_replay(self, record: SessionRecord, speed: float = 1.0) -> None:
+        """Play a saved session in a live view over the current screen; at an
+        infinite speed it opens finished."""
+        self.push_screen(LiveScreen(replay=record, speed=speed))
+
+    def open_compare(self, records: list[SessionRecord]) -> None:
+        """Overlay two or more sessions over the current screen."""
+        self.push_screen(CompareScreen(records))
+
+    def open_export(self, count: int, folder: Path, name: str, then: Callable[[Path | None], object]) -> None:
+        """Ask where to export ``count`` sessions; ``then`` gets the path, or None."""
+        self.push_screen(ExportScreen(count, folder, name), then)
+
+    def confirm(self, question: str, then: Callable[[bool | None], object]) -> None:
+        """Ask a yes/no question; ``then`` gets True for yes."""
+        self.push_screen(ConfirmScreen(question), then)
 
     # ------------------------------------------------------------ actions
 
