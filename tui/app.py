@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from textual import work
-from textual._context import active_app
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -42,11 +41,19 @@ class Probe(Protocol):
 
 def styled_now(screen: ScreenType) -> ScreenType:
     """Mark a screen that has never been shown as styled by the current
-    stylesheet. Otherwise Textual re-parses every style sheet the first time a
-    mode's screen shows (twice: about 0.3 s here), although this app reads all
-    its .tcss up front and a new screen's widgets are styled as they mount. A
-    screen shown before keeps its count, so it is restyled after a theme change."""
-    count = getattr(active_app.get(), "_css_update_count", None)
+    stylesheet. Otherwise Textual re-parses every style sheet and restyles
+    every screen the first time a mode's screen shows (App.refresh_css, run
+    twice: 0.10-0.15 s a mode here, 0.30-0.43 s over the first shows of
+    sessions, live and sweep), although this app reads all its .tcss up front
+    and a new screen's widgets are styled as they mount. A screen shown before
+    keeps its count, so it is restyled after a theme change.
+
+    Textual has no public way to say so: this sets the private counter its
+    switch_mode compares (Screen._css_update_count against the app's), and
+    does nothing where the names are gone. tests/tui/test_styled_now.py fails
+    loudly if they change or the refreshes come back."""
+    app = screen.app  # the running app: the screen is not mounted yet
+    count = getattr(app, "_css_update_count", None)
     if count is not None and hasattr(screen, "_css_update_count"):
         screen._css_update_count = count
     return screen
