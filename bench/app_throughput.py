@@ -58,19 +58,21 @@ def headless_rate(config: RunConfig, data_dir: Path | None) -> float:
 
 
 async def app_rate(config: RunConfig, data_dir: Path | None, size: tuple[int, int]) -> float:
+    from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted
     from fmlab.tui.app import make_app
-    from fmlab.tui.messages import EpochEnded, RunBegan, RunEnded
+    from fmlab.tui.messages import TrainingEvent
 
     epochs: list[float] = []
     train_size = []
     ended = asyncio.Event()
 
     def hook(message) -> None:  # cheap: it sees every message the app handles
-        if isinstance(message, RunBegan):
-            train_size.append(message.event.train_size)
-        elif isinstance(message, EpochEnded):
-            epochs.append(message.event.seconds)
-        elif isinstance(message, RunEnded):
+        event = message.event if isinstance(message, TrainingEvent) else None
+        if isinstance(event, RunStarted):
+            train_size.append(event.train_size)
+        elif isinstance(event, EpochMetrics):
+            epochs.append(event.seconds)
+        elif isinstance(event, RunFinished):
             ended.set()
 
     with tempfile.TemporaryDirectory() as sessions:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from textual import work
-from textual._context import active_app
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -19,12 +18,15 @@ from textual.screen import Screen
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.data import DatasetCache
 from fmlab.trainer.sessions import ListingCache, SessionRecord
+from fmlab.tui.screens.compare import CompareScreen
 from fmlab.tui.screens.configure import ConfigureScreen
 from fmlab.tui.screens.confirm import ConfirmScreen
+from fmlab.tui.screens.export import ExportScreen
 from fmlab.tui.screens.live import LiveScreen
 from fmlab.tui.screens.sessions import SessionsScreen
 from fmlab.tui.screens.sweep import SweepScreen
 from fmlab.tui.screens.sweep_run import SweepPlan
+from fmlab.tui.screens.training_view import TrainingView
 
 ScreenType = TypeVar("ScreenType", bound=Screen)
 
@@ -39,11 +41,19 @@ class Probe(Protocol):
 
 def styled_now(screen: ScreenType) -> ScreenType:
     """Mark a screen that has never been shown as styled by the current
-    stylesheet. Otherwise Textual re-parses every style sheet the first time a
-    mode's screen shows (twice: about 0.3 s here), although this app reads all
-    its .tcss up front and a new screen's widgets are styled as they mount. A
-    screen shown before keeps its count, so it is restyled after a theme change."""
-    count = getattr(active_app.get(), "_css_update_count", None)
+    stylesheet. Otherwise Textual re-parses every style sheet and restyles
+    every screen the first time a mode's screen shows (App.refresh_css, run
+    twice: 0.10-0.15 s a mode here, 0.30-0.43 s over the first shows of
+    sessions, live and sweep), although this app reads all its .tcss up front
+    and a new screen's widgets are styled as they mount. A screen shown before
+    keeps its count, so it is restyled after a theme change.
+
+    Textual has no public way to say so: this sets the private counter its
+    switch_mode compares (Screen._css_update_count against the app's), and
+    does nothing where the names are gone. tests/tui/test_styled_now.py fails
+    loudly if they change or the refreshes come back."""
+    app = screen.app  # the running app: the screen is not mounted yet
+    count = getattr(app, "_css_update_count", None)
     if count is not None and hasattr(screen, "_css_update_count"):
         screen._css_update_count = count
     return screen
@@ -76,11 +86,6 @@ class FmlabApp(App):
         # off the footer, which has no room for it at 80 columns; the palette has it too
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
     ]
-    # what starting something new asks while one of these is training
-    STOP_QUESTIONS = {
-        "live": "A run is training. Stop it (it is saved as stopped) and start this one?",
-        "sweep": "A sweep is training. Stop it (its runs are saved as stopped) and start this one?",
-    }
 
     def __init__(
         self, sessions_dir: Path, data_dir: Path | None, replay: SessionRecord | None, probe: Probe
@@ -103,30 +108,32 @@ class FmlabApp(App):
             self.switch_mode("configure")
         else:
             self.switch_mode("sessions")
-            self.push_screen(LiveScreen(replay=self.replay))
+            self.open_replay(self.replay)
 
     @work(thread=True, exit_on_error=False, group="prefetch")
     def prefetch_listing(self) -> None:
         self.listing.listing(self.sessions_dir)
 
     @property
-    def training_view(self) -> LiveScreen:
+    def live_view(self) -> LiveScreen:
         return self.get_screen("live", LiveScreen)
 
     @property
     def sweep_view(self) -> SweepScreen:
         return self.get_screen("sweep", SweepScreen)
 
-    def training_views(self) -> dict[str, LiveScreen | SweepScreen]:
-        """The views that train, by mode; at most one of them is busy."""
-        return {"live": self.training_view, "sweep": self.sweep_view}
+    def training_views(self) -> list[TrainingView]:
+        """The views that train; at most one of them is busy."""
+        return [self.live_view, self.sweep_view]
+
+    # ------------------------------------------------------------ routing
 
     def start_training(self, config: RunConfig) -> None:
         """Open the live view on a new run; asks first if a run or sweep is training."""
 
         async def begin() -> None:
             await self.switch_mode("live")
-            self.training_view.start_training(config)
+            self.live_view.start_training(config)
 
         self._start_alone(begin)
 
@@ -143,31 +150,46 @@ class FmlabApp(App):
         """Call ``begin`` once nothing else trains: one training at a time
         shares the machine and the data. Whatever trains is stopped (and saved)
         first, if the user agrees."""
-        busy = [mode for mode, view in self.training_views().items() if view.busy]
+        busy = [view for view in self.training_views() if view.busy]
 
         async def stop_then_begin(confirmed: bool | None = True) -> None:
             if not confirmed:
                 return
-            for mode in busy:
-                await self.training_views()[mode].stop_and_wait()
+            for view in busy:
+                await view.stop_and_wait()
             await begin()
 
         if busy:
-            self.push_screen(ConfirmScreen(self.STOP_QUESTIONS[busy[0]]), stop_then_begin)
+            self.confirm(busy[0].STOP_QUESTION, stop_then_begin)
         else:
             self.call_later(stop_then_begin)
+
+    def open_replay(self, record: SessionRecord, speed: float = 1.0) -> None:
+        """Play a saved session in a live view over the current screen; at an
+        infinite speed it opens finished."""
+        self.push_screen(LiveScreen(replay=record, speed=speed))
+
+    def open_compare(self, records: list[SessionRecord]) -> None:
+        """Overlay two or more sessions over the current screen."""
+        self.push_screen(CompareScreen(records))
+
+    def open_export(self, count: int, folder: Path, name: str, then: Callable[[Path | None], object]) -> None:
+        """Ask where to export ``count`` sessions; ``then`` gets the path, or None."""
+        self.push_screen(ExportScreen(count, folder, name), then)
+
+    def confirm(self, question: str, then: Callable[[bool | None], object]) -> None:
+        """Ask a yes/no question; ``then`` gets True for yes."""
+        self.push_screen(ConfirmScreen(question), then)
+
+    # ------------------------------------------------------------ actions
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     async def action_quit(self) -> None:
-        for mode, view in self.training_views().items():
+        for view in self.training_views():
             if view.busy:
-                self.notify(
-                    "Stopping the run and saving it…"
-                    if mode == "live"
-                    else "Stopping the sweep and saving it…"
-                )
+                self.notify(view.QUIT_NOTICE)
                 await view.stop_and_wait()
         self.exit()
 
@@ -187,10 +209,10 @@ class FmlabApp(App):
             lambda: self.switch_mode("sweep"),
         )
         yield SystemCommand(
-            "Stop run", "Stop the training run; it is saved as stopped", self.training_view.action_stop_run
+            "Stop run", "Stop the training run; it is saved as stopped", self.live_view.action_stop
         )
         yield SystemCommand(
-            "Stop sweep", "Stop the sweep; its runs are saved as stopped", self.sweep_view.action_stop_sweep
+            "Stop sweep", "Stop the sweep; its runs are saved as stopped", self.sweep_view.action_stop
         )
         yield SystemCommand(
             "Toggle light/dark", "Switch between the light and the dark theme", self.action_toggle_theme

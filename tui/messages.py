@@ -1,7 +1,9 @@
-"""Messages that carry a run's (or a sweep's) events from a worker thread to the UI.
+"""Messages that carry training (or a replay) from a worker thread to its view.
 
-A worker wraps each engine (or replay) event in one of these and posts it;
-``post_message`` does not wait for the UI, so the run never stalls on drawing.
+Every source speaks one stream shape, ``(index, event)``: a single run and a
+replay are index 0, a sweep's runs their place in the grid. A view's worker
+wraps each pair in one ``TrainingEvent`` and posts it; ``post_message`` does
+not wait for the UI, so training never stalls on drawing.
 """
 
 from __future__ import annotations
@@ -10,72 +12,57 @@ from pathlib import Path
 
 from textual.message import Message
 
-from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunStarted, StepMetrics
+from fmlab.trainer.events import Event
 from fmlab.trainer.studies.tables import RunRow
 
 
-class RunMessage(Message):
-    """One event of the run numbered ``run_id`` (so a restarted view can drop
-    the last few events of the run it replaced)."""
+class TrainingMessage(Message):
+    """Something from the training numbered ``run_id`` in the view that
+    started it (a run, a replay or a sweep): a view that has started another
+    since drops the last few messages of the one it replaced."""
 
     def __init__(self, run_id: int) -> None:
         super().__init__()
         self.run_id = run_id
 
 
-class RunBegan(RunMessage):
-    def __init__(self, run_id: int, event: RunStarted) -> None:
-        super().__init__(run_id)
-        self.event = event
+class TrainingEvent(TrainingMessage):
+    """One event of the run at ``index``. ``session_path`` is the run's
+    session file where it is known (with its RunFinished at least); ``row`` is
+    a sweep run's table row, given with its RunFinished."""
 
-
-class StepRecorded(RunMessage):
-    def __init__(self, run_id: int, event: StepMetrics) -> None:
-        super().__init__(run_id)
-        self.event = event
-
-
-class EpochEnded(RunMessage):
-    def __init__(self, run_id: int, event: EpochMetrics) -> None:
-        super().__init__(run_id)
-        self.event = event
-
-
-class RunEnded(RunMessage):
-    def __init__(self, run_id: int, event: RunFinished, session_path: Path | None = None) -> None:
-        super().__init__(run_id)
-        self.event = event
-        self.session_path = session_path
-
-
-class RunRefused(RunMessage):
-    """The run could not start (no data, no CUDA); ``reason`` is one line."""
-
-    def __init__(self, run_id: int, reason: str) -> None:
-        super().__init__(run_id)
-        self.reason = reason
-
-
-class SaveFailed(RunMessage):
-    """The session file could not be written; training goes on."""
-
-    def __init__(self, run_id: int, reason: str) -> None:
-        super().__init__(run_id)
-        self.reason = reason
-
-
-class SweepEventRecorded(RunMessage):
-    """One event of the run at ``index`` (grid order) of the sweep numbered
-    ``run_id``; ``row`` is that run's table row, given with its RunFinished."""
-
-    def __init__(self, run_id: int, index: int, event: Event, row: RunRow | None = None) -> None:
+    def __init__(
+        self,
+        run_id: int,
+        index: int,
+        event: Event,
+        session_path: Path | None = None,
+        row: RunRow | None = None,
+    ) -> None:
         super().__init__(run_id)
         self.index = index
         self.event = event
+        self.session_path = session_path
         self.row = row
 
 
-class SweepEnded(RunMessage):
+class RunRefused(TrainingMessage):
+    """The training could not start (no data, no CUDA); ``reason`` is one line."""
+
+    def __init__(self, run_id: int, reason: str) -> None:
+        super().__init__(run_id)
+        self.reason = reason
+
+
+class SaveFailed(TrainingMessage):
+    """A session file could not be written; training goes on."""
+
+    def __init__(self, run_id: int, reason: str) -> None:
+        super().__init__(run_id)
+        self.reason = reason
+
+
+class SweepEnded(TrainingMessage):
     """The sweep is over (``status`` completed or stopped) and its record is
     written at ``path``."""
 
@@ -84,13 +71,3 @@ class SweepEnded(RunMessage):
         self.status = status
         self.path = path
         self.seconds = seconds
-
-
-def message_for(run_id: int, event: Event, session_path: Path | None = None) -> RunMessage:
-    if isinstance(event, StepMetrics):
-        return StepRecorded(run_id, event)
-    if isinstance(event, EpochMetrics):
-        return EpochEnded(run_id, event)
-    if isinstance(event, RunStarted):
-        return RunBegan(run_id, event)
-    return RunEnded(run_id, event, session_path)

@@ -9,9 +9,10 @@ from pilot_helpers import type_into, wait_for
 from sessions_fixture import FixedProbe
 from textual.widgets import DataTable, Static
 
+from fmlab.trainer.events import EpochMetrics, RunFinished, RunStarted, StepMetrics
 from fmlab.trainer.sessions import load
 from fmlab.tui.app import make_app
-from fmlab.tui.messages import EpochEnded, RunBegan, RunEnded, StepRecorded
+from fmlab.tui.messages import TrainingEvent
 from fmlab.tui.screens.compare import CompareScreen
 from fmlab.tui.screens.configure import ConfigureScreen
 from fmlab.tui.screens.confirm import ConfirmScreen
@@ -34,6 +35,11 @@ async def configure(pilot, epochs: str, widths: str = "32") -> None:
     await pilot.pause()
 
 
+def events(messages, kind=object) -> list[TrainingEvent]:
+    """The TrainingEvent messages among ``messages`` whose event is a ``kind``."""
+    return [m for m in messages if isinstance(m, TrainingEvent) and isinstance(m.event, kind)]
+
+
 def notices(app) -> str:
     return "\n".join(str(n.message) for n in app._notifications)
 
@@ -45,25 +51,27 @@ async def test_train_cancel_browse_replay_compare_export(tiny_data_dir, sessions
         # a long run: watch epochs arrive, then cancel it
         await configure(pilot, "5000")
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: sum(isinstance(m, EpochEnded) for m in messages) >= 2)
+        await wait_for(pilot, lambda: len(events(messages, EpochMetrics)) >= 2)
         live = app.screen
         assert isinstance(live, LiveScreen) and live.busy
         await pilot.press("c")
-        await wait_for(pilot, lambda: any(isinstance(m, RunEnded) for m in messages))
-        await wait_for(pilot, lambda: not live.busy)
-        run_messages = [m for m in messages if isinstance(m, (RunBegan, StepRecorded, EpochEnded, RunEnded))]
-        assert isinstance(run_messages[0], RunBegan) and isinstance(run_messages[-1], RunEnded)
-        assert isinstance(run_messages[1], StepRecorded)
+        await wait_for(pilot, lambda: events(messages, RunFinished))
+        run_messages = events(messages)
+        kinds = [type(m.event) for m in run_messages]
+        assert kinds[0] is RunStarted and kinds[1] is StepMetrics and kinds[-1] is RunFinished
+        assert {m.index for m in run_messages} == {0}
         assert run_messages[-1].event.status == "stopped"
+        # how the run ended shows as its RunFinished is handled, not on the next timer tick
+        assert "stopped" in str(live.query_one("#run-status", Static).render())
+        await wait_for(pilot, lambda: not live.busy)
         stopped_path = run_messages[-1].session_path
         assert load(stopped_path).status == "stopped"
-        assert "stopped" in str(live.query_one("#run-status", Static).render())
 
         # a second, short run that completes
         await configure(pilot, "1")
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: sum(isinstance(m, RunEnded) for m in messages) == 2)
-        assert messages[-1].event.status == "completed" if isinstance(messages[-1], RunEnded) else True
+        await wait_for(pilot, lambda: len(events(messages, RunFinished)) == 2)
+        assert events(messages, RunFinished)[-1].event.status == "completed"
         await wait_for(pilot, lambda: not live.busy)
 
         # both are in the browser
@@ -135,7 +143,7 @@ async def test_bad_values_are_refused_at_the_field(sessions_dir, tiny_data_dir):
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert app.screen is screen  # nothing started
-        assert not app.training_view.busy
+        assert not app.live_view.busy
         assert "fix the flagged fields" in notices(app)
         assert not list(sessions_dir.iterdir())
 
@@ -198,14 +206,14 @@ async def test_starting_while_training_asks_and_quit_saves_stopped(tiny_data_dir
     async with app.run_test(size=SIZE) as pilot:
         await configure(pilot, "5000")
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: app.training_view.live.last_epoch is not None)
+        await wait_for(pilot, lambda: app.live_view.live.last_epoch is not None)
         await configure(pilot, "1")
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
         await pilot.pause()
-        assert app.training_view.busy and app.training_view.live.started.config.epochs == 5000
+        assert app.live_view.busy and app.live_view.live.started.config.epochs == 5000
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: not app.is_running)
     [path] = sessions_dir.glob("*.json")

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Input, Static
 from fmlab.trainer.sessions import load
 from fmlab.trainer.studies.sweep import load_sweep
 from fmlab.tui.app import make_app
-from fmlab.tui.messages import SweepEnded, SweepEventRecorded
+from fmlab.tui.messages import SweepEnded, TrainingEvent
 from fmlab.tui.screens.configure import ConfigureScreen
 from fmlab.tui.screens.confirm import ConfirmScreen
 from fmlab.tui.screens.sweep import SweepScreen
@@ -59,9 +59,7 @@ def ended(messages) -> list[SweepEnded]:
 
 
 def epochs_seen(messages) -> int:
-    return sum(
-        isinstance(m, SweepEventRecorded) and type(m.event).__name__ == "EpochMetrics" for m in messages
-    )
+    return sum(isinstance(m, TrainingEvent) and type(m.event).__name__ == "EpochMetrics" for m in messages)
 
 
 async def test_a_small_grid_trains_fills_the_table_and_is_saved(tiny_data_dir, sessions_dir):
@@ -71,8 +69,7 @@ async def test_a_small_grid_trains_fills_the_table_and_is_saved(tiny_data_dir, s
         screen = await open_sweep(pilot, "0.1,0.01", "16", "2")
         assert [row[-1] for row in table_rows(screen)] == ["pending", "pending"]  # the plan
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: ended(messages))
-        await pilot.pause(0.4)  # the timer redraws the progress line
+        await wait_for(pilot, lambda: ended(messages))  # the view draws how it ended at once
 
         rows = table_rows(screen)  # columns: lr, test %, conv, status
         assert [row[0] for row in rows] == ["0.1", "0.01"]
@@ -83,9 +80,7 @@ async def test_a_small_grid_trains_fills_the_table_and_is_saved(tiny_data_dir, s
         # each run's events arrived in order, tagged with its place in the grid
         for index in (0, 1):
             kinds = [
-                type(m.event).__name__
-                for m in messages
-                if isinstance(m, SweepEventRecorded) and m.index == index
+                type(m.event).__name__ for m in messages if isinstance(m, TrainingEvent) and m.index == index
             ]
             assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
             assert kinds.count("EpochMetrics") == 2 and "StepMetrics" in kinds
@@ -142,7 +137,6 @@ async def test_a_sweep_without_data_is_refused_in_one_line(tmp_path, sessions_di
         screen = await open_sweep(pilot, "0.1,0.01", "16", "1")
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: screen.shown.state == "refused" and not screen.busy)
-        await pilot.pause(0.4)
         assert "no Fashion-MNIST files" in text_of(screen, "#run-status")
         assert "no Fashion-MNIST files" in notices(app)
         assert [row[-1] for row in table_rows(screen)] == ["not run", "not run"]
@@ -161,7 +155,6 @@ async def test_stopping_mid_sweep_saves_the_runs_as_stopped(tiny_data_dir, sessi
         await pilot.press("c")  # the table has the focus, so c is not typed into a field
         await wait_for(pilot, lambda: ended(messages))
         await wait_for(pilot, lambda: not screen.busy)
-        await pilot.pause(0.4)
 
         [done] = ended(messages)
         assert done.status == "stopped"
@@ -192,7 +185,7 @@ async def test_one_training_at_a_time_and_quit_saves_the_sweep_as_stopped(tiny_d
         assert "A sweep is training" in text_of(app.screen, ".dialog-text")
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfigureScreen))
-        assert screen.busy and not app.training_view.busy
+        assert screen.busy and not app.live_view.busy
 
         # so does a second sweep
         await pilot.press("f5")
@@ -201,7 +194,7 @@ async def test_one_training_at_a_time_and_quit_saves_the_sweep_as_stopped(tiny_d
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("n")
         await wait_for(pilot, lambda: app.screen is screen)
-        assert screen.busy and screen.sweep_id == 1
+        assert screen.busy and screen.run_id == 1
 
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: not app.is_running)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fmlab.trainer.events import EpochMetrics, RunResults, RunStarted, StepMetrics
+from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted, StepMetrics
 from fmlab.trainer.replay import speed_label
 from fmlab.tui.widgets.metric_chart import RunSeries
 
@@ -34,6 +34,17 @@ class LiveRun:
     stopping: bool = False
     began_at: float = 0.0  # monotonic time of RunStarted
     ended_at: float | None = None
+
+    def add(self, event: Event, session_path: Path | None = None) -> None:
+        """Take the run's next event; ``session_path`` names its file at the end."""
+        if isinstance(event, StepMetrics):
+            self.add_step(event)
+        elif isinstance(event, EpochMetrics):
+            self.add_epoch(event)
+        elif isinstance(event, RunStarted):
+            self.begin(event)
+        elif isinstance(event, RunFinished):
+            self.finish(event.results, session_path)
 
     def begin(self, event: RunStarted, now: float | None = None) -> None:
         self.started = event

@@ -4,44 +4,39 @@ overlaid charts as the runs go.
 The form's fields come from the fields table (fmlab.trainer.fields) and go
 through fmlab.trainer.studies.grid.parse_grid, the door ``fmlab sweep`` uses,
 which reports every refused field at once; the table's columns and finished
-cells come from fmlab.trainer.studies.sweep as the CLI's do. The sweep trains
-in a thread worker that wraps every ``(index, event)`` in a message (never
-touching widgets); handlers update the SweepMember of that run and its table
-row, and a timer redraws the progress line and the charts at most
-REDRAWS_PER_SECOND times: plotext is pure Python and holds the GIL the
-trainer needs.
+cells come from fmlab.trainer.studies.sweep as the CLI's do. What the view
+shares with the live view (the worker, dropping stale messages, the paced
+redraw) is TrainingView's; here each ``(index, event)`` of the sweep updates
+the SweepMember of that run and its table row.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Label, Select, Static
-from textual.worker import Worker, WorkerState, get_current_worker
 
-from fmlab.trainer.config import ConfigError
+from fmlab.trainer.data import DatasetCache
 from fmlab.trainer.events import RunFinished, StepMetrics
 from fmlab.trainer.fields import FIELDS, Choice, Field
 from fmlab.trainer.studies.grid import PRESETS
 from fmlab.trainer.studies.sweep import Sweep
 from fmlab.trainer.studies.tables import COLUMNS
-from fmlab.tui.messages import RunRefused, SaveFailed, SweepEnded, SweepEventRecorded
+from fmlab.tui.messages import SweepEnded, TrainingEvent, TrainingMessage
 from fmlab.tui.screens.sweep_run import SweepPlan, SweepRun, check_form
-from fmlab.tui.screens.training_job import TrainingJob
+from fmlab.tui.screens.training_view import TrainingView
 from fmlab.tui.widgets.accuracy_chart import AccuracyChart
 from fmlab.tui.widgets.loss_chart import LossChart
-from fmlab.tui.widgets.metric_chart import MetricChart
+from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries
 from fmlab.tui.widgets.run_progress import RunProgress
 from fmlab.tui.widgets.validates_soon import ValidatesSoon
 
-REDRAWS_PER_SECOND = 4
-CHART_SHARE = 0.03  # charts may take at most this share of the time while training (as live.py)
 CUSTOM = "custom"
 # The fields of a run the form shows, in its order; the others take the
 # preset's values or their defaults.
@@ -51,26 +46,25 @@ HEADERS = {"structure": "arch", "accuracy": "test %", "epoch": "conv", "params":
 TABLE_SHARE = 0.4  # of the screen's height the table may grow to, with many runs
 
 
-class SweepScreen(ValidatesSoon, TrainingJob, Screen):
+class SweepScreen(ValidatesSoon, TrainingView):
     CSS_PATH = "sweep.tcss"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True),
-        Binding("c", "stop_sweep", "Stop"),
+        Binding("c", "stop", "Stop"),
         Binding("x", "toggle_axis", "x step/epoch", show=False),  # the footer has no room at 80 columns
     ]
+    REDRAWS_PER_SECOND = 4
+    TRAINING_PROGRESS_EVERY = 0.0  # every redraw: the timer is slower than the live view's
+    STOP_QUESTION = "A sweep is training. Stop it (its runs are saved as stopped) and start this one?"
+    QUIT_NOTICE = "Stopping the sweep and saving it…"
+    REFUSED_TITLE = "Cannot start the sweep"
 
     def __init__(self) -> None:
         super().__init__()
-        self.sweep_id = 0
-        self.cancel = threading.Event()
-        self.job: Worker | None = None
         self.plan: SweepPlan | None = None  # the form's, while every field is good
         self.errors: dict[str, str] = {}
         self.cuda_available: bool | None = None  # None until probed
         self.shown: SweepRun | None = None
-        self._dirty = True
-        self._charts_next = 0.0  # when charts may be rebuilt next (perf_counter)
-        self._build_mark = 0.0  # MetricChart.build_seconds at the last rebuild
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -107,12 +101,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
         for chart in self.query(MetricChart):
             chart.x_axis = "epoch"  # runs of a grid line up by epoch
         self.validate()
-        self.set_interval(1 / REDRAWS_PER_SECOND, self.redraw)
         self.probe_cuda()
-
-    def on_screen_resume(self) -> None:
-        self._dirty = True
-        self.redraw()
 
     @work(thread=True, exit_on_error=False, group="probe")
     def probe_cuda(self) -> None:
@@ -151,7 +140,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
             hint.update(f"[red]{self.errors.get('', 'fix the flagged fields')}[/red]")
         if self.plan is not None and (self.shown is None or self.shown.state == "planned"):
             self.show(SweepRun.of(self.plan))
-        self._dirty = True
+        self.dirty = True
         return self.plan
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -175,7 +164,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
         for index, member in enumerate(shown.members):
             table.add_row(*member.cells(shown.columns, shown.ended), key=str(index))
         self.fit_table()
-        self._dirty = True
+        self.dirty = True
 
     def fit_table(self) -> None:
         """Let the top row grow to show every run, up to TABLE_SHARE of the
@@ -207,10 +196,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
 
     def start_sweep(self, plan: SweepPlan) -> None:
         """Train ``plan`` here; a sweep still going is stopped (and saved) first."""
-        self.cancel.set()
-        self.cancel = threading.Event()
-        self.sweep_id += 1
-        sweep_id = self.sweep_id
+        run_id = self.next_run()
         runner = Sweep.new(
             plan.configs,
             self.app.sessions_dir,
@@ -218,48 +204,30 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
             preset=plan.preset,
             grid=plan.grid,
             stacked=plan.stacked,
-            on_warning=lambda message: self.post_message(SaveFailed(sweep_id, message)),
+            on_warning=self.save_warning(run_id),
         )
         shown = SweepRun.of(plan)
         shown.state, shown.record_path, shown.began_at = "running", runner.record.path, time.monotonic()
         self.show(shown)
         self.query_one(DataTable).focus()  # so that c stops the sweep rather than typing into a field
-        self.job = self._train(sweep_id, runner, self.app.datasets, self.cancel)
-        self.refresh_bindings()
+        training = self._trained(run_id, runner, self.app.datasets, self.cancel)
+        self.start_job(training, device=plan.configs[0].device)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="sweep")
-    def _train(self, sweep_id: int, runner: Sweep, datasets, cancel: threading.Event) -> None:
-        from fmlab.trainer.data import DataError
-
-        worker = get_current_worker()
-        try:
-            datasets.get(runner.record.configs[0].device)
-        except (DataError, ConfigError) as exc:
-            self.post_message(RunRefused(sweep_id, str(exc)))
-            return
-        if worker.is_cancelled:
-            cancel.set()
+    def _trained(
+        self, run_id: int, runner: Sweep, datasets: DatasetCache, cancel: threading.Event
+    ) -> Iterator[TrainingMessage]:
         for index, event in runner.run(datasets, cancel):
-            if worker.is_cancelled:  # the app is closing: end as "stopped", saved
-                cancel.set()
-            row = runner.rows[index] if isinstance(event, RunFinished) else None
-            self.post_message(SweepEventRecorded(sweep_id, index, event, row))
+            if isinstance(event, RunFinished):
+                yield TrainingEvent(run_id, index, event, runner.session_path(index), runner.rows[index])
+            else:
+                yield TrainingEvent(run_id, index, event)
         record = runner.record
-        self.post_message(SweepEnded(sweep_id, record.status, record.path, record.seconds))
+        yield SweepEnded(run_id, record.status, record.path, record.seconds)
 
-    def request_stop(self) -> None:
-        self.action_stop_sweep()
+    # ------------------------------------------------------------ what it shows
 
-    # ------------------------------------------------------------ events
-
-    def _current(self, message) -> bool:
-        message.stop()
-        self._dirty = True
-        return message.run_id == self.sweep_id and self.shown is not None
-
-    def on_sweep_event_recorded(self, message: SweepEventRecorded) -> None:
-        if not self._current(message):
-            return
+    def record_event(self, message: TrainingEvent) -> None:
+        assert self.shown is not None
         member = self.shown.members[message.index]
         member.add(message.event)
         if isinstance(message.event, RunFinished):
@@ -268,46 +236,28 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
             self.update_row(message.index)
 
     def on_sweep_ended(self, message: SweepEnded) -> None:
-        if not self._current(message):
+        if not self.takes(message):
             return
+        assert self.shown is not None
         shown = self.shown
         shown.state, shown.seconds, shown.stopping = message.status, message.seconds, False
         self.update_unfinished_rows()
         self.notify(f"sweep {message.status}: record saved to {message.path}", timeout=8)
+        self.redraw(at_once=True)
 
-    def on_run_refused(self, message: RunRefused) -> None:
-        if self._current(message):
-            self.shown.state, self.shown.problem = "refused", message.reason
-            self.update_unfinished_rows()
-            self.notify(message.reason, title="Cannot start the sweep", severity="error", timeout=10)
+    def record_problem(self, state: str, problem: str) -> None:
+        assert self.shown is not None
+        self.shown.state, self.shown.problem = state, problem
+        self.update_unfinished_rows()
 
-    def on_save_failed(self, message: SaveFailed) -> None:
-        if self._current(message):
-            self.notify(f"{message.reason}; training goes on", severity="warning", timeout=8)
+    def record_stopping(self) -> None:
+        assert self.shown is not None
+        self.shown.stopping = True
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self._dirty = True
-        self.refresh_bindings()
-        if event.worker is self.job and event.state == WorkerState.ERROR and self.shown is not None:
-            error = event.worker.error
-            self.shown.state = "failed"
-            self.shown.problem = f"failed: {type(error).__name__}: {error}".splitlines()[0]
-            self.update_unfinished_rows()
-            self.notify(self.shown.problem, severity="error", timeout=10)
-
-    # ------------------------------------------------------------ drawing
-
-    def redraw(self) -> None:
-        """Runs on a timer. While training, the charts are rebuilt so that
-        building them takes at most CHART_SHARE of the time: every rebuild is
-        pure Python holding the GIL the training thread needs."""
-        if not self._dirty or self.shown is None or not self.is_current:
-            return
-        now = time.perf_counter()
-        charts_due = not self.busy or now >= self._charts_next
-        self._dirty = not charts_due  # come back for the charts
+    def progress(self) -> tuple[str, int, int | None, str]:
         shown = self.shown
-        done, total = shown.counts()
+        if shown is None:  # the form is checked (and a sweep planned) as the view mounts
+            return "", 0, None, ""
         if shown.state == "planned":
             runs = len(shown.members)
             status = f"{runs} run{'s' if runs != 1 else ''} planned · ctrl+r starts the sweep"
@@ -315,23 +265,13 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
                 status = "[red]fix the flagged fields to plan a sweep[/red]"
         else:
             status = shown.status(time.monotonic())
-        with self.app.batch_update():
-            detail = shown.detail(self.query_one("#run-detail").size.width)
-            self.query_one(RunProgress).show(status, done, total, detail)
-            if charts_due:
-                last_cost = MetricChart.build_seconds - self._build_mark
-                self._build_mark = MetricChart.build_seconds
-                self._charts_next = now + max(1 / REDRAWS_PER_SECOND, last_cost / CHART_SHARE)
-                series = [member.series for member in shown.members]
-                for chart in self.query(MetricChart):
-                    chart.show(series)
+        done, total = shown.counts()
+        return status, done, total, shown.detail(self.query_one("#run-detail").size.width)
+
+    def chart_series(self) -> list[RunSeries]:
+        return [member.series for member in self.shown.members] if self.shown else []
 
     # ------------------------------------------------------------ actions
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "stop_sweep":
-            return self.busy
-        return True
 
     def action_start(self) -> None:
         plan = self.validate()
@@ -340,16 +280,6 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
             self.notify(f"fix the flagged fields first: {fields or 'see the form'}", severity="error")
             return
         self.app.start_sweep(plan)
-
-    def action_stop_sweep(self) -> None:
-        if self.busy and self.shown is not None:
-            self.cancel.set()
-            self.shown.stopping = True
-            self._dirty = True
-
-    def action_toggle_axis(self) -> None:
-        for chart in self.query(MetricChart):
-            chart.x_axis = "epoch" if chart.x_axis == "step" else "step"
 
 
 def form_label(name: str) -> str:
