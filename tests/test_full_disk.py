@@ -161,24 +161,34 @@ def test_a_sweep_that_could_not_save_exits_1(tiny_data_dir, sessions_dir, monkey
 
 
 async def test_the_app_goes_on_tells_once_and_saves(tiny_data_dir, small_disk):
+    from fmlab.trainer.events import RunFinished
     from fmlab.tui.app import make_app
-    from fmlab.tui.messages import EpochEnded, RunEnded, SaveFailed
+    from fmlab.tui.messages import SaveFailed, TrainingEvent
 
     messages = []
 
+    def epoch_of(message) -> int | None:
+        if isinstance(message, TrainingEvent) and isinstance(message.event, EpochMetrics):
+            return message.event.epoch
+        return None
+
     def hook(message) -> None:
         messages.append(message)
-        if isinstance(message, EpochEnded) and message.event.epoch == 2:
+        if epoch_of(message) == 2:
             small_disk.fill()
-        elif isinstance(message, EpochEnded) and message.event.epoch == 8 and small_disk.filler.exists():
+        elif epoch_of(message) == 8 and small_disk.filler.exists():
             small_disk.free()
 
     app_ = make_app(small_disk.path, tiny_data_dir, probe=FixedProbe())
     config = parse_run_config(epochs=14, arch="64", device="cpu")
     async with app_.run_test(size=(100, 30), message_hook=hook) as pilot:
         app_.start_training(config)
-        await wait_for(pilot, lambda: any(isinstance(m, RunEnded) for m in messages), timeout=120)
-        await wait_for(pilot, lambda: not app_.training_view.busy)
+
+        def ended() -> bool:
+            return any(isinstance(m, TrainingEvent) and isinstance(m.event, RunFinished) for m in messages)
+
+        await wait_for(pilot, ended, timeout=120)
+        await wait_for(pilot, lambda: not app_.live_view.busy)
     assert len([m for m in messages if isinstance(m, SaveFailed)]) == 1
     [path] = small_disk.path.glob("*.json")
     record = load(path)
