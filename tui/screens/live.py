@@ -15,6 +15,8 @@ from pathlib import Path
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.replay import ReplayControl, play
 from fmlab.trainer.sessions import SessionRecord
+from fmlab.trainer.text import visible
+from fmlab.tui.literal import notify_literally
 from fmlab.tui.messages import (
     EpochEnded,
     RunBegan,
@@ -99,11 +101,17 @@ class LiveScreen(TrainingJob, Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"replay {self.record.id}" if self.record else "live run"
+        # the header shows titles literally; visible() keeps control characters out
+        self.sub_title = f"replay {visible(self.record.id)}" if self.record else "live run"
         self.set_interval(1 / REDRAWS_PER_SECOND, self.redraw)
         if self.record is not None:
             self.start_replay()
         self.redraw()
+
+    def on_unmount(self) -> None:
+        # a paused replay's worker waits inside play() until the control
+        # changes: without this, closing the app would wait for it forever
+        self.control.stop()
 
     # ------------------------------------------------------------ starting
 
@@ -189,16 +197,18 @@ class LiveScreen(TrainingJob, Screen):
             return
         self.live.finish(message.event.results, message.session_path)
         if not self.live.replay and message.session_path is not None:
-            self.notify(f"{message.event.status}: session saved to {message.session_path}", timeout=6)
+            notify_literally(
+                self, f"{message.event.status}: session saved to {message.session_path}", timeout=6
+            )
 
     def on_run_refused(self, message: RunRefused) -> None:
         if self._current(message):
             self.live.problem = message.reason
-            self.notify(message.reason, title="Cannot start the run", severity="error", timeout=10)
+            notify_literally(self, message.reason, title="Cannot start the run", severity="error", timeout=10)
 
     def on_save_failed(self, message: SaveFailed) -> None:
         if self._current(message):
-            self.notify(f"{message.reason}; training goes on", severity="warning", timeout=8)
+            notify_literally(self, f"{message.reason}; training goes on", severity="warning", timeout=8)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self._dirty = True
@@ -206,7 +216,7 @@ class LiveScreen(TrainingJob, Screen):
         if event.worker is self.job and event.state == WorkerState.ERROR:
             error = event.worker.error
             self.live.problem = f"failed: {type(error).__name__}: {error}".splitlines()[0]
-            self.notify(self.live.problem, severity="error", timeout=10)
+            notify_literally(self, self.live.problem, severity="error", timeout=10)
 
     # ------------------------------------------------------------ drawing
 

@@ -20,6 +20,7 @@ from fmlab.trainer.events import RunFinished, StepMetrics
 from fmlab.trainer.studies.grid import PRESETS
 from fmlab.trainer.studies.sweep import Sweep
 from fmlab.trainer.studies.tables import COLUMNS
+from fmlab.tui.literal import literal, notify_literally, with_values
 from fmlab.tui.messages import RunRefused, SaveFailed, SweepEnded, SweepEventRecorded
 from fmlab.tui.screens.live import DatasetCache
 from fmlab.tui.screens.sweep_run import SweepPlan, SweepRun, check_form
@@ -146,7 +147,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
         for name in (*TEXT_FIELDS, "device"):
             message = self.errors.get(name, "")
             error = self.query_one(f"#error-{name}", Static)
-            error.update(f"↳ {message}" if message else "")
+            error.update(literal(f"↳ {message}") if message else "")  # messages quote what was typed
             error.set_class(bool(message), "-shown")
             self.query_one(f"#row-{name}").set_class(bool(message), "-invalid")
         hint = self.query_one("#sweep-hint", Static)
@@ -154,7 +155,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
             runs = len(self.plan.configs)
             hint.update(f"{runs} run{'s' if runs != 1 else ''}" + ("" if stacked else " · one by one"))
         else:
-            hint.update(f"[red]{self.errors.get('', 'fix the flagged fields')}[/red]")
+            hint.update(with_values("[red]$error[/red]", error=self.errors.get("", "fix the flagged fields")))
         if self.plan is not None and (self.shown is None or self.shown.state == "planned"):
             self.show(SweepRun.of(self.plan))
         self._dirty = True
@@ -279,17 +280,19 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
         shown = self.shown
         shown.state, shown.seconds, shown.stopping = message.status, message.seconds, False
         self.update_unfinished_rows()
-        self.notify(f"sweep {message.status}: record saved to {message.path}", timeout=8)
+        notify_literally(self, f"sweep {message.status}: record saved to {message.path}", timeout=8)
 
     def on_run_refused(self, message: RunRefused) -> None:
         if self._current(message):
             self.shown.state, self.shown.problem = "refused", message.reason
             self.update_unfinished_rows()
-            self.notify(message.reason, title="Cannot start the sweep", severity="error", timeout=10)
+            notify_literally(
+                self, message.reason, title="Cannot start the sweep", severity="error", timeout=10
+            )
 
     def on_save_failed(self, message: SaveFailed) -> None:
         if self._current(message):
-            self.notify(f"{message.reason}; training goes on", severity="warning", timeout=8)
+            notify_literally(self, f"{message.reason}; training goes on", severity="warning", timeout=8)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self._dirty = True
@@ -299,7 +302,7 @@ class SweepScreen(ValidatesSoon, TrainingJob, Screen):
             self.shown.state = "failed"
             self.shown.problem = f"failed: {type(error).__name__}: {error}".splitlines()[0]
             self.update_unfinished_rows()
-            self.notify(self.shown.problem, severity="error", timeout=10)
+            notify_literally(self, self.shown.problem, severity="error", timeout=10)
 
     # ------------------------------------------------------------ drawing
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fmlab.trainer.config import ARCH_PRESETS, ConfigError, RunConfig, parse_run_config
+from fmlab.tui.literal import literal
 from fmlab.tui.widgets.validates_soon import ValidatesSoon
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -168,7 +169,7 @@ class ConfigForm(ValidatesSoon, VerticalScroll):
         for row in self.query(".field-error").results(Static):
             name = row.id.removeprefix("error-") if row.id else ""
             message = self.errors.get(name, "")
-            row.update(f"↳ {message}" if message else "")
+            row.update(literal(f"↳ {message}") if message else "")
             row.set_class(bool(message), "-shown")
         for row in self.query(".field-row"):
             widget = row.children[-1]
