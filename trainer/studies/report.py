@@ -67,7 +67,9 @@ def _environment_lines(repro: Reproduction) -> list[str]:
     for study in repro.studies:
         state = repro.state.studies.get(study.name)
         done = len(finished_rows(repro.sweep(study).rows))
-        lines.append(f"| {study.name} | {done}/{len(study.configs)} | {_duration(state.seconds if state else 0.0)} |")
+        lines.append(
+            f"| {study.name} | {done}/{len(study.configs)} | {_duration(state.seconds if state else 0.0)} |"
+        )
     total = sum(s.seconds for s in repro.state.studies.values())
     lines += [f"| total | | {_duration(total)} |", ""]
     return lines
