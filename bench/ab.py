@@ -23,21 +23,26 @@ from pathlib import Path
 PATTERNS = {
     "epoch_speed": (r"fmlab +epoch +(?:[2-9]|\d\d+): +([\d.]+) s", "epoch seconds (after the first)"),
     "sweep_speed": (r"= ([\d.]+) / ([\d.]+) = ([\d.]+)", "stacked s, one-by-one s, ratio"),
-    "app_throughput": (r"round \d+: headless ([\d,]+) samples/s, app ([\d,]+) samples/s, app/headless ([\d.]+)",
-                       "headless samples/s, app samples/s, app/headless"),  # fmt: skip
+    "app_throughput": (
+        r"round \d+: headless ([\d,]+) samples/s, app ([\d,]+) samples/s, app/headless ([\d.]+)",
+        "headless samples/s, app samples/s, app/headless",
+    ),  # fmt: skip
 }
 
 
 def run(checkout: Path, bench: str, args: list[str]) -> str:
     python = checkout / ".venv" / "bin" / "python"
-    done = subprocess.run([str(python), "-m", f"bench.{bench}", *args], cwd=checkout, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(python), "-m", f"bench.{bench}", *args], cwd=checkout, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SystemExit(f"{checkout}: bench.{bench} failed:\n{done.stderr[-3000:]}")
     return done.stdout
 
 
 def figures(output: str, pattern: str) -> list[tuple[float, ...]]:
-    return [tuple(float(v.replace(",", "")) for v in m) for m in re.findall(pattern, output)]
+    found = [m.groups() for m in re.finditer(pattern, output)]
+    return [tuple(float(v.replace(",", "")) for v in groups) for groups in found]
 
 
 def main() -> None:
@@ -65,7 +70,9 @@ def main() -> None:
     for column in range(columns):
         before = statistics.median(s[column] for s in samples["before"])
         after = statistics.median(s[column] for s in samples["after"])
-        print(f"  figure {column + 1}: before {before:,.3f}  after {after:,.3f}  after/before {after / before:.3f}")
+        print(
+            f"  figure {column + 1}: before {before:,.3f}  after {after:,.3f}  after/before {after / before:.3f}"
+        )
     sys.stdout.flush()
 
 

@@ -52,3 +52,24 @@ def _one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _cli_never_shows_a_traceback(monkeypatch):
+    """Every command the suite runs in-process ends in an exit status, never
+    an uncaught exception, and prints no traceback (fmlab speaks one line)."""
+    from typer.testing import CliRunner
+
+    invoke = CliRunner.invoke
+
+    def checked(self, *args, **kwargs):
+        result = invoke(self, *args, **kwargs)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            import traceback
+
+            trace = "".join(traceback.format_exception(*result.exc_info))
+            pytest.fail(f"the command raised instead of exiting:\n{trace}")
+        assert "Traceback" not in result.output, result.output
+        return result
+
+    monkeypatch.setattr(CliRunner, "invoke", checked)

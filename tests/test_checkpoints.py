@@ -200,3 +200,19 @@ def test_a_sweep_trains_again_a_run_it_cannot_resume(tiny_datasets, sessions_dir
     assert len(warnings) == 2 and all("training that run again from the start" in w for w in warnings)
     record = load_sweep(sweep.record.path)
     assert record.status == "completed" and all(r.epochs_done == 3 for r in record.rows)
+
+
+def test_a_session_being_trained_is_not_deleted(tiny_dataset, sessions_dir):
+    from fmlab.trainer.sessions import delete_session
+    from fmlab.trainer.sessions.lock import SessionBusy
+
+    recorder = stopped_session(tiny_dataset, sessions_dir)
+    holder = SessionLock(recorder.path).acquire()
+    try:
+        with pytest.raises(SessionBusy, match="stop that run first"):
+            delete_session(recorder.path)
+        assert recorder.path.exists() and checkpoint_path(recorder.path).exists()
+    finally:
+        holder.release()
+    delete_session(recorder.path)
+    assert list(sessions_dir.iterdir()) == []

@@ -147,3 +147,24 @@ def test_export_png_csv_json_and_bad_input(tiny_data_dir, sessions_dir, tmp_path
     blocker.write_text("")
     unwritable = invoke("export", ids[0], "--out", blocker / "x.csv", "--sessions-dir", sessions_dir)
     assert unwritable.exit_code == 1 and unwritable.output.startswith("Error: cannot write")
+
+
+def test_a_sessions_dir_that_is_a_file_is_refused(tmp_path):
+    """The example: ``sessions list --sessions-dir FILE`` said "no sessions" with status 0."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    listing = invoke("sessions", "list", "--sessions-dir", blocker)
+    assert listing.exit_code == 2 and listing.output == f"Error: --sessions-dir: {blocker} is not a folder\n"
+    as_json = invoke("sessions", "list", "--json", "--sessions-dir", blocker)
+    assert as_json.exit_code == 2 and as_json.stdout == ""
+    shown = invoke("sessions", "show", "x", "--sessions-dir", blocker)
+    assert shown.exit_code == 1 and shown.output == f"Error: {blocker} is not a folder\n"
+    exported = invoke("export", "x", "--out", tmp_path / "x.csv", "--sessions-dir", blocker)
+    assert exported.exit_code == 1 and exported.output == f"Error: {blocker} is not a folder\n"
+    app_refused = invoke("tui", "--sessions-dir", blocker)
+    assert app_refused.exit_code == 2 and "is not a folder" in app_refused.output
+
+
+def test_a_missing_sessions_dir_is_an_empty_one(tmp_path):
+    result = invoke("sessions", "list", "--sessions-dir", tmp_path / "not-yet")
+    assert result.exit_code == 0 and result.output == f"no sessions in {tmp_path / 'not-yet'}\n"

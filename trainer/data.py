@@ -11,9 +11,13 @@ import gzip
 import os
 import struct
 import threading
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
+
+from fmlab.trainer.regular_files import NotRegularFile, open_regular_file
+from fmlab.trainer.text import visible
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +43,9 @@ FILES = {
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_MAGIC = 0x00000803
 LABEL_MAGIC = 0x00000801
+# Fashion-MNIST's largest file holds 47 MB; a header promising more than this
+# is refused before anything is read (a gzip bomb unpacks to what it likes).
+MAX_IDX_PAYLOAD = 2**30
 
 
 class DataError(Exception):
@@ -168,35 +175,63 @@ def _download(cache: Path) -> str:
     return ""
 
 
+def _read_exactly(handle: BinaryIO, count: int) -> bytes:
+    chunks, left = [], count
+    while left > 0:
+        chunk = handle.read(min(left, 2**24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
-    """The dimensions and raw uint8 payload of one IDX file, checked."""
+    """The dimensions and raw uint8 payload of one IDX file, checked: every
+    problem, gzip's included, is a DataError of one line naming the file."""
+    where = visible(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                raw = handle.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    if len(raw) < 4:
-        raise DataError(f"{path}: truncated ({len(raw)} bytes, no IDX header)")
-    (magic,) = struct.unpack(">I", raw[:4])
+        with open_regular_file(path) as plain:
+            handle = gzip.GzipFile(fileobj=plain, mode="rb") if path.suffix == ".gz" else plain
+            with handle:
+                dims, size = _read_header(handle, where, expected_magic)
+                payload = _read_exactly(handle, size)
+                extra = handle.read(1)
+    except DataError:
+        raise
+    except NotRegularFile as exc:
+        raise DataError(f"{where}: {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        reason = getattr(exc, "strerror", None) or exc or type(exc).__name__
+        raise DataError(f"{where}: cannot read ({visible(reason)})") from None
+    if len(payload) != size or extra:
+        raise DataError(
+            f"{where}: truncated or padded: {len(payload) + len(extra):,}{'+' if extra else ''} data bytes "
+            f"where the header promises {size:,}"
+        )
+    if dims[0] == 0:
+        raise DataError(f"{where}: holds no items (the header says 0)")
+    return dims, payload
+
+
+def _read_header(handle: BinaryIO, where: str, expected_magic: int) -> tuple[tuple[int, ...], int]:
+    start = handle.read(4)
+    if len(start) < 4:
+        raise DataError(f"{where}: truncated ({len(start)} bytes, no IDX header)")
+    (magic,) = struct.unpack(">I", start)
     if magic != expected_magic:
-        raise DataError(f"{path}: wrong IDX magic 0x{magic:08x} (expected 0x{expected_magic:08x})")
+        raise DataError(f"{where}: wrong IDX magic 0x{magic:08x} (expected 0x{expected_magic:08x})")
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    raw_dims = handle.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise DataError(f"{where}: truncated header")
+    dims = struct.unpack(f">{ndim}I", raw_dims)
     size = 1
     for dim in dims:
         size *= dim
-    if len(raw) - header != size:
-        raise DataError(
-            f"{path}: truncated or padded: {len(raw) - header:,} data bytes "
-            f"where the header promises {size:,}"
-        )
-    return dims, raw[header:]
+    if size > MAX_IDX_PAYLOAD:
+        raise DataError(f"{where}: the header promises {size:,} bytes, more than an IDX file here may hold")
+    return dims, size
 
 
 def _images(path: Path) -> torch.Tensor:
@@ -204,7 +239,7 @@ def _images(path: Path) -> torch.Tensor:
 
     dims, payload = read_idx(path, IMAGE_MAGIC)
     if len(dims) != 3 or dims[1:] != (28, 28):
-        raise DataError(f"{path}: images are {dims}, expected (N, 28, 28)")
+        raise DataError(f"{visible(path)}: images are {dims}, expected (N, 28, 28)")
     pixels = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
     return pixels.view(dims[0], 28 * 28)
 
@@ -215,7 +250,7 @@ def _labels(path: Path) -> torch.Tensor:
     dims, payload = read_idx(path, LABEL_MAGIC)
     labels = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
     if labels.numel() and int(labels.max()) >= len(CLASS_NAMES):
-        raise DataError(f"{path}: label {int(labels.max())} is out of range 0-9")
+        raise DataError(f"{visible(path)}: label {int(labels.max())} is out of range 0-9")
     return labels.view(dims[0]).long()
 
 
@@ -227,7 +262,7 @@ def load(source: DataSource, device: str | torch.device = "cpu", limit: int | No
         labels = _labels(source.files[f"{split}_labels"])
         if len(images) != len(labels):
             raise DataError(
-                f"{source.files[f'{split}_labels']}: {len(labels):,} labels for {len(images):,} images"
+                f"{visible(source.files[f'{split}_labels'])}: {len(labels):,} labels for {len(images):,} images"
             )
         if limit is not None:
             images, labels = images[:limit], labels[:limit]

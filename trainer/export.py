@@ -18,6 +18,7 @@ from pathlib import Path
 from fmlab.trainer.atomic import write_atomic
 from fmlab.trainer.fields import config_to_dict
 from fmlab.trainer.sessions import SessionRecord
+from fmlab.trainer.text import visible
 
 FORMATS = (".png", ".csv", ".json")
 CSV_COLUMNS = (
@@ -112,10 +113,16 @@ def label_of(record: SessionRecord) -> str:
     return f"{config.model.name} lr={config.optimizer.lr:g} {config.optimizer.name} seed={config.seed}"
 
 
+def literal_for_matplotlib(text: str) -> str:
+    """Text from a file as matplotlib shows it literally: a ``$`` would start
+    its math markup (and a malformed formula fails the whole figure)."""
+    return visible(text).replace("$", r"\$")
+
+
 def title_of(records: list[SessionRecord]) -> str:
     if len(records) == 1:
         record = records[0]
-        return f"{record.config.describe()} — {record.status} ({record.id})"
+        return f"{record.config.describe()} — {record.status} ({literal_for_matplotlib(record.id)})"
     return f"{len(records)} sessions"
 
 

@@ -74,21 +74,20 @@ async def test_train_cancel_browse_replay_compare_export(tiny_data_dir, sessions
         assert events(messages, RunFinished)[-1].event.status == "completed"
         await wait_for(pilot, lambda: not live.busy)
 
-        # both are in the browser
+        # both are in the browser (listed in a worker thread)
         await pilot.press("f4")
-        await pilot.pause()
         browser = app.screen
         assert isinstance(browser, SessionsScreen)
         table = browser.query_one(DataTable)
-        assert table.row_count == 2
+        await wait_for(pilot, lambda: table.row_count == 2)
         statuses = {s.status for s in browser.summaries}
         assert statuses == {"stopped", "completed"}
 
         # replay the highlighted one through the live view, at the fastest speed
         await pilot.press("r")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))  # read in a worker thread
         replay = app.screen
-        assert isinstance(replay, LiveScreen) and replay.record is not None
+        assert replay.record is not None
         for _ in range(4):
             await pilot.press("f")
         await wait_for(pilot, lambda: replay.live.results is not None)
@@ -100,9 +99,8 @@ async def test_train_cancel_browse_replay_compare_export(tiny_data_dir, sessions
 
         # compare the two
         await pilot.press("space", "space", "c")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
         compare = app.screen
-        assert isinstance(compare, CompareScreen)
         assert compare.query_one(DataTable).row_count == 2
         await pilot.press("escape")
         await pilot.pause()
@@ -110,8 +108,7 @@ async def test_train_cancel_browse_replay_compare_export(tiny_data_dir, sessions
         # export both as a PNG
         out = tmp_path / "out" / "both.png"
         await pilot.press("e")
-        await pilot.pause()
-        assert isinstance(app.screen, ExportScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
         await type_into(pilot, "#export-path", str(out))
         await pilot.press("enter")
         await wait_for(pilot, lambda: out.exists() and str(out) in notices(app), timeout=60)
@@ -120,7 +117,7 @@ async def test_train_cancel_browse_replay_compare_export(tiny_data_dir, sessions
         # and as JSON
         out_json = tmp_path / "out" / "both.json"
         await pilot.press("e")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
         await type_into(pilot, "#export-path", str(out_json))
         await pilot.press("enter")
         await wait_for(pilot, lambda: out_json.exists())
@@ -165,10 +162,9 @@ async def test_unreadable_session_files_never_crash(fixed_sessions, tiny_data_di
     app = make_app(directory, tiny_data_dir, probe=FixedProbe())
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4")
-        await pilot.pause()
         browser = app.screen
         table = browser.query_one(DataTable)
-        assert table.row_count == 6  # three good, three warning rows
+        await wait_for(pilot, lambda: table.row_count == 6)  # three good, three warning rows
         assert len(browser.unreadable) == 3
         assert "Unreadable" in " ".join(str(n.title) for n in app._notifications)
         # walk onto the warning rows and try every action on them
@@ -190,15 +186,17 @@ async def test_a_session_cut_short_after_its_first_line_is_refused_on_open(fixed
     app = make_app(directory, None, probe=FixedProbe())
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4")
-        await pilot.pause()
         browser = app.screen
+        await wait_for(pilot, lambda: browser.query_one(DataTable).row_count == 7)
         row = [i for i, s in enumerate(browser.visible()) if s.path.name == "cut.json"][0]
         browser.query_one(DataTable).move_cursor(row=row)
         for key in ("o", "r", "e"):
             await pilot.press(key)
             await pilot.pause()
+        await wait_for(pilot, lambda: "truncated JSON" in notices(app))
         assert isinstance(app.screen, SessionsScreen)
-        assert "truncated JSON" in notices(app)
+        # listed from its intact first line, refused by the full read: marked unreadable now
+        assert "cut.json" in [bad.name for bad in browser.unreadable_rows()]
 
 
 async def test_starting_while_training_asks_and_quit_saves_stopped(tiny_data_dir, sessions_dir):
@@ -272,3 +270,30 @@ async def test_screens_first_shown_after_a_theme_change_wear_that_theme(sessions
             await pilot.press(key)
             await pilot.pause()
             assert app.screen.styles.background == light, key
+
+
+async def test_a_session_being_trained_is_not_deleted(tiny_data_dir, sessions_dir):
+    app = make_app(sessions_dir, tiny_data_dir, probe=FixedProbe())
+    async with app.run_test(size=SIZE) as pilot:
+        await configure(pilot, "5000")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.live_view.live.last_epoch is not None)
+        await pilot.press("f4")
+        browser = app.screen
+        assert isinstance(browser, SessionsScreen)
+        await wait_for(pilot, lambda: browser.query_one(DataTable).row_count == 1)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "stop that run first" in notices(app))
+        [path] = sessions_dir.glob("*.json")
+        assert "being trained by another process" in notices(app)
+        await pilot.press("f3", "c")  # stop it; then it can go
+        await wait_for(pilot, lambda: not app.live_view.busy)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: app.screen is browser)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not path.exists())
+        assert not list(sessions_dir.iterdir())  # no checkpoint or lock left either

@@ -16,10 +16,6 @@ from fmlab.tui.screens.training_view import TrainingView
 
 SCREENS = Path(__file__).parents[2] / "tui" / "screens"
 SHARED = {TrainingView}
-# sessions.py is being changed on another branch: it still pushes the compare,
-# confirm, export and live screens itself. Once it calls app.open_replay,
-# app.open_compare, app.open_export and app.confirm, this mark fails: drop it.
-MOVING = {"sessions.py"}
 
 
 def screens_imported(path: Path) -> list[str]:
@@ -37,17 +33,6 @@ def screens_imported(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            path.name,
-            marks=[pytest.mark.xfail(strict=True, reason="moves to the app's routing on its own branch")]
-            if path.name in MOVING
-            else [],
-        )
-        for path in sorted(SCREENS.glob("*.py"))
-    ],
-)
+@pytest.mark.parametrize("name", [path.name for path in sorted(SCREENS.glob("*.py"))])
 def test_a_screen_imports_no_other_screen(name):
     assert screens_imported(SCREENS / name) == []

@@ -1,10 +1,15 @@
-"""Session files: the format. One JSON object per run, read strictly.
+"""Session files: the format. One JSON object per run, read strictly
+(decoding is in ``decode``).
 
 Layout: the first line of every file is a header object's members (schema,
 version, id, status, times, config, results), so a listing reads one line per
 file; the rest holds the environment, model summary, per-epoch metrics and the
 step curves. Files are written through fmlab.trainer.atomic, so a process
 killed at any moment leaves either the previous or the new version.
+
+A session id names its file (``<id>.json``), so an id must be safe as a file
+name on any system: ``check_session_id`` is the rule, applied when a session is
+read and when one is created.
 """
 
 from __future__ import annotations
@@ -12,28 +17,34 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import os
+import re
 import secrets
-import socket
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from fmlab.trainer.config import ConfigError, RunConfig
+from fmlab.trainer.config import RunConfig
 from fmlab.trainer.events import (
-    STATUSES,
     EpochMetrics,
-    LayerSummary,
     ModelSummary,
     RunResults,
     StepMetrics,
 )
-from fmlab.trainer.fields import config_from_dict, config_to_dict
+from fmlab.trainer.fields import config_to_dict
+from fmlab.trainer.text import has_hidden_characters
 
 SCHEMA = "fmlab.session"
 VERSION = 1
 LATER_STEP_POINTS = 512  # step points kept after the first full_steps, at most
+# An id's UTF-8 bytes, at most: "<id>.state.pt" and the atomic writer's
+# ".<id>.json.<pid>.tmp" must stay under the usual 255-byte name limit.
+MAX_ID_BYTES = 200
+# Path separators, and what Windows refuses in a name (glob's * and ? among them).
+ID_FORBIDDEN = '/\\:*?"<>|'
+# Names Windows gives to devices, whatever the extension.
+WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{kind}{n}" for kind in ("COM", "LPT") for n in range(1, 10)]
+)
 
 
 class SessionError(Exception):
@@ -120,6 +131,8 @@ class SessionRecord:
     epochs: list[EpochMetrics] = field(default_factory=list)
     steps: StepCurve = field(default_factory=StepCurve)
     path: Path | None = None  # where it was read from or is written to
+    # what decoding repaired, one line each, for the reader to pass on; never written
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -144,9 +157,51 @@ class SessionSummary:
     converged_epoch: int | None
 
 
+class UnsafeSessionId(ValueError):
+    """An id that cannot name a session file; the message is one line."""
+
+
+def session_id_problem(text: object) -> str | None:
+    """Why ``text`` cannot be a session id, or None when it can."""
+    if not isinstance(text, str):
+        return "is not text"
+    if not text:
+        return "is empty"
+    if has_hidden_characters(text):
+        return "holds control or invisible characters"
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        return f"is longer than {MAX_ID_BYTES} bytes"
+    bad = sorted({char for char in text if char in ID_FORBIDDEN})
+    if bad:
+        return f"holds {' '.join(bad)}, which a file name cannot"
+    if text[0] in ".-":
+        return f"starts with {text[0]!r}"  # a hidden file, or read as an option
+    if text[0].isspace() or text[-1].isspace() or text[-1] == ".":
+        return "starts or ends with a space, or ends with a dot"
+    if text.split(".")[0].upper() in WINDOWS_DEVICES:
+        return "is the name of a device on Windows"
+    return None
+
+
+def is_safe_session_id(text: object) -> bool:
+    """Whether ``text`` can name a session file (``<text>.json``) on any system."""
+    return session_id_problem(text) is None
+
+
+def check_session_id(text: object) -> str:
+    """``text`` if it is a safe session id, else UnsafeSessionId saying why."""
+    problem = session_id_problem(text)
+    if problem is not None:
+        raise UnsafeSessionId(f"session id {text!r} {problem}")
+    return text
+
+
 def new_session_id(config: RunConfig) -> str:
+    """``<time>-<arch>-lr<lr>-<4 hex>``, safe whatever the arch is called."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{config.model.name.replace(',', '-')}-lr{config.optimizer.lr:g}-{secrets.token_hex(2)}"
+    arch = re.sub(r"[^A-Za-z0-9_+]+", "-", config.model.name).strip("-")[:48] or "mlp"
+    lr = re.sub(r"[^A-Za-z0-9.+-]+", "-", f"{config.optimizer.lr:g}")
+    return check_session_id(f"{stamp}-{arch}-lr{lr}-{secrets.token_hex(2)}")
 
 
 def _now() -> str:
@@ -203,234 +258,3 @@ def encode(record: SessionRecord) -> str:
     rest = json.dumps(body, allow_nan=False, separators=(",", ":"))
     # header members on line one, so listings can stop reading there
     return head[:-1] + ",\n" + rest[1:] + "\n"
-
-
-# ----------------------------------------------------------------- decoding
-
-
-class _Reader:
-    """Typed access to a decoded JSON object; every miss is a SessionError."""
-
-    def __init__(self, path: Path, data: Any, where: str = "") -> None:
-        self.path, self.data, self.where = path, data, where
-        if not isinstance(data, dict):
-            self.fail("is not an object")
-
-    def fail(self, problem: str):
-        where = f"{self.where}: " if self.where else ""
-        raise SessionError(f"{self.path}: {where}{problem}")
-
-    def get(self, key: str, kinds: tuple[type, ...], optional: bool = False) -> Any:
-        if key not in self.data:
-            self.fail(f"missing field {key!r}")
-        value = self.data[key]
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) and bool not in kinds:
-            self.fail(f"field {key!r} has the wrong type (bool)")
-        if not isinstance(value, kinds):
-            self.fail(f"field {key!r} has the wrong type ({type(value).__name__})")
-        if isinstance(value, float) and not math.isfinite(value):
-            self.fail(f"field {key!r} is not a finite number")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > 1e300:
-            self.fail(f"field {key!r} is out of range")
-        return value
-
-    def number(self, key: str, optional: bool = False) -> float | None:
-        value = self.get(key, (int, float), optional)
-        return None if value is None else float(value)
-
-    def count(self, key: str, optional: bool = False) -> int | None:
-        value = self.get(key, (int,), optional)
-        if value is not None and value < 0:
-            self.fail(f"field {key!r} is negative")
-        return value
-
-    def child(self, key: str, optional: bool = False) -> _Reader | None:
-        value = self.get(key, (dict,), optional)
-        return None if value is None else _Reader(self.path, value, key)
-
-
-def _check_header(r: _Reader) -> None:
-    schema = r.data.get("schema")
-    if schema != SCHEMA:
-        r.fail(f"not an fmlab session (schema {schema!r})")
-    version = r.get("version", (int,))
-    if version > VERSION:
-        r.fail(f"written by a newer fmlab (session version {version}, this one reads {VERSION})")
-    if version < 1:
-        r.fail(f"unknown session version {version}")
-    status = r.get("status", (str,))
-    if status not in STATUSES:
-        r.fail(f"unknown status {status!r}")
-
-
-def _decode_config(r: _Reader) -> RunConfig:
-    try:
-        return config_from_dict(r.get("config", (dict,)))
-    except ConfigError as exc:
-        r.fail(f"config: {exc}")
-        raise  # unreachable
-
-
-def _decode_results(r: _Reader | None) -> RunResults | None:
-    if r is None:
-        return None
-    status = r.get("status", (str,))
-    if status not in STATUSES:
-        r.fail(f"unknown status {status!r}")
-    return RunResults(
-        status=status,
-        epochs_done=r.count("epochs_done"),
-        steps_done=r.count("steps_done"),
-        final_test_acc=r.number("final_test_acc", optional=True),
-        best_test_acc=r.number("best_test_acc", optional=True),
-        best_epoch=r.count("best_epoch", optional=True),
-        converged_epoch=r.count("converged_epoch", optional=True),
-        seconds=r.number("seconds"),
-        message=r.get("message", (str,)),
-    )
-
-
-def _decode_epoch(r: _Reader) -> EpochMetrics:
-    return EpochMetrics(
-        epoch=r.count("epoch"),
-        train_loss=r.number("train_loss"),
-        train_acc=r.number("train_acc"),
-        test_loss=r.number("test_loss"),
-        test_acc=r.number("test_acc"),
-        seconds=r.number("seconds"),
-        samples_per_s=r.number("samples_per_s"),
-        converged_epoch=r.count("converged_epoch", optional=True),
-    )
-
-
-def _decode_model(r: _Reader | None) -> ModelSummary | None:
-    if r is None:
-        return None
-    layers = []
-    for index, item in enumerate(r.get("layers", (list,))):
-        layer = _Reader(r.path, item, f"model layer {index + 1}")
-        layers.append(
-            LayerSummary(
-                name=layer.get("name", (str,)),
-                kind=layer.get("kind", (str,)),
-                in_features=layer.count("in_features"),
-                out_features=layer.count("out_features"),
-                params=layer.count("params"),
-                formula=layer.get("formula", (str,)),
-            )
-        )
-    return ModelSummary(tuple(layers), r.count("total_params"), r.number("size_mb"))
-
-
-def _column(r: _Reader, key: str, kind: type, rows: int | None) -> list:
-    values = r.get(key, (list,))
-    if rows is not None and len(values) != rows:
-        r.fail(f"column {key!r} has {len(values)} rows, expected {rows}")
-    out = []
-    for value in values:
-        if kind is list:
-            if not isinstance(value, list):
-                r.fail(f"column {key!r} holds a non-list")
-            out.append([_curve_value(r, key, v) for v in value])
-        elif kind is int:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                r.fail(f"column {key!r} holds {value!r}, not a step number")
-            out.append(value)
-        else:
-            out.append(_curve_value(r, key, value))
-    return out
-
-
-def _curve_value(r: _Reader, key: str, value: Any) -> float:
-    if value is None:
-        return math.nan  # stored for a non-finite value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 1e300:
-        r.fail(f"column {key!r} holds {value!r}, not a number")
-    return float(value)
-
-
-def _decode_steps(r: _Reader) -> StepCurve:
-    steps = _column(r, "step", int, None)
-    curve = StepCurve(
-        full_steps=r.count("full_steps"),
-        stride=max(1, r.count("stride")),
-        later_seen=r.count("later_seen"),
-        step=steps,
-        epoch=_column(r, "epoch", int, len(steps)),
-        loss=_column(r, "loss", float, len(steps)),
-        grad_mean=_column(r, "grad_mean", float, len(steps)),
-        grad_norm=_column(r, "grad_norm", float, len(steps)),
-        layer_norms=_column(r, "layer_norms", list, len(steps)),
-    )
-    if any(b <= a for a, b in zip(steps, steps[1:])):
-        r.fail("step numbers are not increasing")
-    return curve
-
-
-def _read_json(path: Path, text: str | None = None) -> Any:
-    try:
-        if text is None:
-            text = path.read_text(encoding="utf-8")
-        return json.loads(text)
-    except IsADirectoryError:
-        raise SessionError(f"{path}: is a directory, not a session file") from None
-    except PermissionError:
-        raise SessionError(f"{path}: cannot be read (permission denied)") from None
-    except FileNotFoundError:
-        raise SessionError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise SessionError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise SessionError(f"{path}: not a text file") from None
-    except RecursionError:
-        raise SessionError(f"{path}: nested too deeply to be a session") from None
-    except json.JSONDecodeError as exc:
-        if not text or not text.strip():
-            raise SessionError(f"{path}: empty file") from None
-        stripped = text.rstrip()
-        if exc.pos >= len(stripped) or (stripped.startswith("{") and not stripped.endswith("}")):
-            raise SessionError(f"{path}: truncated JSON (ends at byte {len(text)})") from None
-        raise SessionError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-
-
-def load(path: Path | str) -> SessionRecord:
-    """Read and validate a whole session file; SessionError names what is wrong."""
-    path = Path(path)
-    r = _Reader(path, _read_json(path))
-    _check_header(r)
-    epochs = [
-        _decode_epoch(_Reader(path, item, f"epoch {i + 1}"))
-        for i, item in enumerate(r.get("epochs", (list,)))
-    ]
-    return SessionRecord(
-        id=r.get("id", (str,)),
-        config=_decode_config(r),
-        status=effective_status(r.data["status"], r.get("pid", (int,)), r.get("host", (str,))),
-        created=r.get("created", (str,)),
-        updated=r.get("updated", (str,)),
-        pid=r.data["pid"],
-        host=r.data["host"],
-        environment={str(k): str(v) for k, v in r.get("environment", (dict,)).items()},
-        model=_decode_model(r.child("model", optional=True)),
-        results=_decode_results(r.child("results", optional=True)),
-        epochs=epochs,
-        steps=_decode_steps(r.child("steps")),
-        path=path,
-    )
-
-
-def effective_status(status: str, pid: int, host: str) -> str:
-    """A file still marked running whose process is gone was interrupted."""
-    if status != "running" or host != socket.gethostname():
-        return status
-    if pid == os.getpid():
-        return status
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "interrupted"
-    except (PermissionError, OSError):
-        return status
-    return status

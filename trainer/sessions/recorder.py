@@ -21,7 +21,14 @@ from fmlab.trainer.events import (
     RunStarted,
     StepMetrics,
 )
-from fmlab.trainer.sessions.format import SessionRecord, StepCurve, _now, encode, new_session_id
+from fmlab.trainer.sessions.format import (
+    SessionRecord,
+    StepCurve,
+    _now,
+    check_session_id,
+    encode,
+    new_session_id,
+)
 from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
 from fmlab.trainer.sessions.store import checkpoint_path
 
@@ -49,7 +56,7 @@ class SessionRecorder:
     ) -> None:
         self.directory = Path(directory)
         self.on_error = on_error
-        self.session_id = session_id
+        self.session_id = check_session_id(session_id) if session_id is not None else None
         self.record: SessionRecord | None = None
         self.save_error: str | None = None
         self.lock: SessionLock | None = None

@@ -1,23 +1,29 @@
 """Session files on disk: where they live, listing a folder, finding one by
-id, the checkpoint beside each, deleting."""
+id, the checkpoint beside each, deleting.
+
+Names in the folder are untrusted like the files: an id given on the command
+line is matched literally (a prefix of a file name, never a glob pattern), and
+only regular files are read (see decode).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
 
-from fmlab.trainer.sessions.format import (
-    SessionError,
-    SessionSummary,
+from fmlab.trainer.sessions.decode import (
     _check_header,
     _decode_config,
+    _decode_id,
     _decode_results,
-    _read_json,
     _Reader,
     effective_status,
+    read_header,
 )
+from fmlab.trainer.sessions.format import SessionError, SessionSummary
+from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
+from fmlab.trainer.text import has_hidden_characters, visible
 
 
 def default_sessions_dir() -> Path:
@@ -30,32 +36,42 @@ def checkpoint_path(session_path: Path) -> Path:
 
 
 def delete_session(path: Path) -> None:
-    """Remove a session file and its checkpoint sidecar."""
-    checkpoint_path(path).unlink(missing_ok=True)
-    path.unlink(missing_ok=True)
+    """Remove a session file and its checkpoint sidecar. SessionBusy while a
+    process trains it: its next epoch would write the file back."""
+    lock = SessionLock(path)
+    try:
+        lock.acquire()
+    except SessionBusy as exc:
+        raise SessionBusy(f"{exc}; stop that run first") from None
+    except OSError:
+        lock = None  # a read-only folder: nothing can be training into it
+    try:
+        checkpoint_path(path).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+class FileProblem(str):
+    """One line saying why a file in the folder was skipped; ``path`` is the file."""
+
+    path: Path
+
+    def __new__(cls, path: Path, message: str) -> FileProblem:
+        line = super().__new__(cls, message)
+        line.path = path
+        return line
 
 
 def summarize_file(path: Path) -> SessionSummary:
-    """The listing fields, from the file's first line when it is intact."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            first = handle.readline()
-    except (OSError, UnicodeDecodeError):
-        first = ""
-    data = None
-    if first.endswith(",\n"):
-        try:
-            data = json.loads(first[:-2] + "}")
-        except (json.JSONDecodeError, RecursionError):
-            data = None
-    if data is None:  # an older or hand-edited layout: read it all
-        data = _read_json(path)
-    r = _Reader(path, data)
+    """The listing fields, from the file's header (its first line when intact)."""
+    r = _Reader(path, read_header(path))
     _check_header(r)
     config = _decode_config(r)
-    results = _decode_results(r.child("results", optional=True))
+    results = _decode_results(r.child("results", optional=True), config)
     return SessionSummary(
-        id=r.get("id", (str,)),
+        id=_decode_id(r),
         path=path,
         status=effective_status(r.data["status"], r.get("pid", (int,)), r.get("host", (str,))),
         created=r.get("created", (str,)),
@@ -70,26 +86,39 @@ def summarize_file(path: Path) -> SessionSummary:
     )
 
 
+def session_file_names(directory: Path) -> list[str]:
+    """The names of the folder's session files (``*.json``, hidden ones
+    left out, as a shell glob would), sorted; none when it is no folder."""
+    try:
+        with os.scandir(directory) as entries:
+            names = [e.name for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+    except (OSError, ValueError):  # missing, not a folder, unreadable, NUL in the name
+        return []
+    return sorted(names)
+
+
 def folder_signature(directory: Path) -> tuple:
     """Names, sizes and times of the folder's session files: equal signatures
     mean a listing would read the same files again."""
-    try:
-        entries = [e for e in os.scandir(directory) if e.name.endswith(".json")]
-        return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries))
-    except OSError:
-        return ()
+    signature = []
+    for name in session_file_names(directory):
+        try:
+            info = os.stat(directory / name)
+            signature.append((name, info.st_mtime_ns, info.st_size, info.st_mode))
+        except OSError:  # a dangling link, or gone meanwhile
+            signature.append((name, -1, -1, -1))
+    return tuple(signature)
 
 
-def list_sessions(directory: Path) -> tuple[list[SessionSummary], list[str]]:
+def list_sessions(directory: Path) -> tuple[list[SessionSummary], list[FileProblem]]:
     """Readable sessions (newest first) and one problem line per unreadable file."""
-    if not directory.is_dir():
-        return [], []
     good, bad = [], []
-    for path in sorted(directory.glob("*.json")):
+    for name in session_file_names(directory):
+        path = directory / name
         try:
             good.append(summarize_file(path))
         except SessionError as exc:
-            bad.append(str(exc))
+            bad.append(FileProblem(path, str(exc)))
     good.sort(key=lambda s: (s.created, s.id), reverse=True)
     return good, bad
 
@@ -115,17 +144,37 @@ class ListingCache:
         return result
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for the system, a NUL
+        return False
+
+
 def find_session(directory: Path, ref: str) -> Path:
-    """A session file from its id, a unique id prefix, or a path."""
+    """A session file from its id, a unique prefix of its file name (matched
+    literally: ``*`` and ``[`` are characters like any other), or a path (a
+    ref holding a path separator, or naming an existing ``.json`` file)."""
+    shown = visible(repr(ref))
+    if not ref.strip():
+        raise SessionError("give a session id, a unique prefix of one, or a path to a session file")
     as_path = Path(ref)
-    if as_path.suffix == ".json" and (as_path.exists() or as_path.parent != Path(".")):
-        return as_path
-    exact = directory / f"{ref}.json"
-    if exact.exists():
-        return exact
-    matches = sorted(directory.glob(f"{ref}*.json")) if directory.is_dir() else []
+    separators = {os.sep, os.altsep} - {None}
+    if any(sep in ref for sep in separators) or (ref.endswith(".json") and _exists(as_path)):
+        if _exists(as_path):
+            return as_path  # reading it says whether it is a session
+        raise SessionError(f"no session file {visible(ref)}")
+    if has_hidden_characters(ref):
+        raise SessionError(f"{shown} is not a session id: it holds control or invisible characters")
+    where = visible(directory)
+    if _exists(directory) and not directory.is_dir():
+        raise SessionError(f"{where} is not a folder")
+    names = session_file_names(directory)
+    if f"{ref}.json" in names:
+        return directory / f"{ref}.json"
+    matches = [name for name in names if name.startswith(ref)]
     if len(matches) == 1:
-        return matches[0]
+        return directory / matches[0]
     if not matches:
-        raise SessionError(f"no session {ref!r} in {directory}")
-    raise SessionError(f"{ref!r} matches {len(matches)} sessions in {directory}; give more of the id")
+        raise SessionError(f"no session {shown} in {where}")
+    raise SessionError(f"{shown} matches {len(matches)} sessions in {where}; give more of the id")

@@ -15,8 +15,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from fmlab.trainer.atomic import write_atomic
 from fmlab.trainer.config import MAX_MODEL_BYTES, RunConfig
 from fmlab.trainer.events import EpochMetrics
 from fmlab.trainer.fields import config_to_dict
+from fmlab.trainer.regular_files import NotRegularFile, read_regular_file
 from fmlab.trainer.training.steppers import optimizer_state_shapes, param_shapes
 
 FORMAT = "fmlab.checkpoint"
@@ -87,23 +86,13 @@ class Checkpoint:
 
 def _read_payload(path: Path) -> object:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        raw = read_regular_file(path, MAX_MODEL_BYTES)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no checkpoint to resume from") from None
+    except NotRegularFile as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise CheckpointError(f"{path}: not a regular file")
-        if info.st_size > MAX_MODEL_BYTES:
-            raise CheckpointError(f"{path}: {info.st_size:,} bytes is too large for a checkpoint")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            raw = handle.read()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    finally:
-        os.close(fd)
     try:
         # weights_only: tensors and plain values only, never arbitrary objects
         return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)

@@ -1,4 +1,9 @@
-"""Plain-text helpers the command line shares: one-line errors, tables, numbers."""
+"""Plain-text helpers the command line shares: one-line errors, tables, numbers.
+
+Whatever these print passes fmlab.trainer.text.visible: ids, file names and
+error messages quoting them come from files, and a control character in one
+must show as an escape rather than act on the terminal.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from fmlab.trainer.text import display_width, pad, visible
+
 if TYPE_CHECKING:
     from fmlab.trainer.config import ConfigError
 
@@ -16,10 +23,18 @@ USAGE_ERROR = 2
 FAILURE = 1
 
 
-def fail(message: str, code: int = FAILURE) -> NoReturn:
+def say(line: object, err: bool = False) -> None:
+    """Print one line, control characters escaped (it may quote a file)."""
+    typer.echo(visible(line), err=err)
+
+
+def warn(message: object) -> None:
+    say(f"Warning: {message}", err=True)
+
+
+def fail(message: object, code: int = FAILURE) -> NoReturn:
     """Print ``Error: message`` on one line to stderr and exit."""
-    flat = " ".join(str(message).split())
-    typer.echo(f"Error: {flat}", err=True)
+    say(f"Error: {str(message).strip()}", err=True)
     raise typer.Exit(code)
 
 
@@ -52,13 +67,13 @@ def optional(value: Any) -> str:
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] = frozenset()) -> str:
-    """A plain aligned table (fits pipes and narrow terminals; no box drawing)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    """A plain aligned table (fits pipes and narrow terminals; no box drawing);
+    cells are shown with control characters escaped, and aligned by the cells
+    they take on a terminal."""
+    cells = [[visible(h) for h in headers]] + [[visible(c) for c in row] for row in rows]
+    widths = [max(display_width(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)
-        ).rstrip()
+        return "  ".join(pad(cell, widths[i], right=i in right) for i, cell in enumerate(row)).rstrip()
 
     return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])

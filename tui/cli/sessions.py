@@ -1,4 +1,8 @@
-"""``fmlab sessions list|show`` and ``fmlab export``."""
+"""``fmlab sessions list|show`` and ``fmlab export``.
+
+Everything shown here was read from files: it is printed through
+``output.say``/``text_table``, which escape control characters.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,16 @@ from typing import Optional
 import typer
 
 from fmlab.tui.cli.options import resolve_sessions_dir, sessions_dir_option
-from fmlab.tui.cli.output import fail, optional, percent, print_json, text_table, usage_error
+from fmlab.tui.cli.output import (
+    fail,
+    optional,
+    percent,
+    print_json,
+    say,
+    text_table,
+    usage_error,
+    warn,
+)
 
 
 def sessions_list(
@@ -21,14 +34,16 @@ def sessions_list(
     from fmlab.trainer.sessions import list_sessions
 
     directory = resolve_sessions_dir(sessions_dir)
+    if directory.exists() and not directory.is_dir():
+        usage_error("sessions-dir", f"{directory} is not a folder")
     good, bad = list_sessions(directory)
     for problem in bad:
-        typer.echo(f"Warning: {problem}", err=True)
+        warn(problem)
     if json_output:
         print_json([{**asdict(s), "path": str(s.path)} for s in good])
         return
     if not good:
-        typer.echo(f"no sessions in {directory}")
+        say(f"no sessions in {directory}")
         return
     rows = [
         (
@@ -45,7 +60,13 @@ def sessions_list(
         for s in good
     ]
     headers = ("id", "when", "arch", "lr", "epochs", "best", "final", "conv", "status")
-    typer.echo(text_table(headers, rows, right={3, 4, 5, 6, 7}))
+    say_lines(text_table(headers, rows, right={3, 4, 5, 6, 7}))
+
+
+def say_lines(text: str) -> None:
+    """A table: its cells are escaped already; escaping again would change nothing."""
+    for line in text.splitlines():
+        say(line)
 
 
 def sessions_show(
@@ -62,21 +83,23 @@ def sessions_show(
         record = load(find_session(resolve_sessions_dir(sessions_dir), session))
     except SessionError as exc:
         fail(str(exc))
+    for warning in record.warnings:
+        warn(warning)
     if json_output:
         print_json(json.loads(encode(record)))
         return
     results = record.results
-    typer.echo(f"session {record.id}  ({record.path})")
-    typer.echo(
+    say(f"session {record.id}  ({record.path})")
+    say(
         f"config:  {record.config.describe()}, seed {record.config.seed}, shuffle {'on' if record.config.shuffle else 'off'}"
     )
     env = record.environment
-    typer.echo(
+    say(
         f"ran on:  {env.get('device', '?')} ({env.get('device_name', '?')}), torch {env.get('torch', '?')}, created {record.created}"
     )
-    typer.echo(f"status:  {record.status}" + (f" ({results.message})" if results and results.message else ""))
+    say(f"status:  {record.status}" + (f" ({results.message})" if results and results.message else ""))
     if results:
-        typer.echo(
+        say(
             f"results: final {percent(results.final_test_acc)}, best {percent(results.best_test_acc)}"
             f" (epoch {optional(results.best_epoch)}), converged at epoch {optional(results.converged_epoch)},"
             f" {results.steps_done:,} steps in {results.seconds:.1f} s"
@@ -93,7 +116,7 @@ def sessions_show(
             )
             for e in record.epochs
         ]
-        typer.echo(
+        say_lines(
             text_table(
                 ("epoch", "train loss", "train acc", "test loss", "test acc", "seconds"),
                 rows,
@@ -127,8 +150,10 @@ def export(
         records = [load(find_session(directory, ref)) for ref in sessions]
     except SessionError as exc:
         fail(str(exc))
+    for warning in (w for record in records for w in record.warnings):
+        warn(warning)
     try:
         written = export_sessions(records, out)
     except ExportError as exc:
         fail(str(exc))
-    typer.echo(f"wrote {written} ({len(records)} session{'s' if len(records) > 1 else ''})")
+    say(f"wrote {written} ({len(records)} session{'s' if len(records) > 1 else ''})")

@@ -9,6 +9,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
 from fmlab.trainer.sessions import SessionRecord
+from fmlab.tui.literal import cell
 from fmlab.tui.widgets.accuracy_chart import AccuracyChart
 from fmlab.tui.widgets.loss_chart import LossChart
 from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries
@@ -62,8 +63,8 @@ class CompareScreen(Screen):
                 percent(results.final_test_acc if results else None),
                 percent(results.best_test_acc if results else None),
                 "-" if results is None or results.converged_epoch is None else str(results.converged_epoch),
-                record.status,
-                record.id,
+                cell(record.status),
+                cell(record.id),
             )
 
     def action_toggle_axis(self) -> None:

@@ -24,6 +24,8 @@ from fmlab.trainer.events import RunFinished, RunStarted
 from fmlab.trainer.jobs import Job, JobService
 from fmlab.trainer.replay import ReplayControl, play
 from fmlab.trainer.sessions import SessionRecord
+from fmlab.trainer.text import visible
+from fmlab.tui.literal import notify_literally
 from fmlab.tui.messages import TrainingEvent, TrainingMessage
 from fmlab.tui.screens.live_run import LiveRun
 from fmlab.tui.screens.training_view import TrainingView
@@ -66,10 +68,16 @@ class LiveScreen(TrainingView):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"replay {self.record.id}" if self.record else "live run"
+        # the header shows titles literally; visible() keeps control characters out
+        self.sub_title = f"replay {visible(self.record.id)}" if self.record else "live run"
         if self.record is not None:
             self.start_replay()
         self.redraw()
+
+    def on_unmount(self) -> None:
+        # a paused replay's worker waits inside play() until the control
+        # changes: without this, closing the app would wait for it forever
+        self.control.stop()
 
     # ------------------------------------------------------------ starting
 
@@ -118,7 +126,7 @@ class LiveScreen(TrainingView):
         if isinstance(event, RunStarted):
             self.query_one(SystemLine).device = event.device
         elif isinstance(event, RunFinished) and not self.live.replay and message.session_path is not None:
-            self.notify(f"{event.status}: session saved to {message.session_path}", timeout=6)
+            notify_literally(self, f"{event.status}: session saved to {message.session_path}", timeout=6)
 
     def record_problem(self, state: str, problem: str) -> None:
         self.live.problem = problem

@@ -1,7 +1,8 @@
 """What the live view knows about the run it shows, and how it reads in words.
 
 Fed by the same events whether the run trains now or is a replay; the view
-only asks it for text and counts.
+only asks it for text and counts. The status is Content: a replayed run's
+message and a failure's text come from files and are shown literally.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from textual.content import Content
+
 from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted, StepMetrics
 from fmlab.trainer.replay import speed_label
+from fmlab.tui.literal import literal, with_values
 from fmlab.tui.widgets.metric_chart import RunSeries
 
 
@@ -73,17 +77,17 @@ class LiveRun:
 
     # --------------------------------------------------------------- words
 
-    def status(self, paused: bool = False, speed: float = 1.0) -> str:
-        prefix = f"replay {speed_label(speed)} · " if self.replay else ""
+    def status(self, paused: bool = False, speed: float = 1.0) -> Content:
+        prefix = Content(f"replay {speed_label(speed)} · " if self.replay else "")
         if self.problem:
-            return f"{prefix}[red]✗ {self.problem}[/red]"
+            return prefix + with_values("[red]✗ $problem[/red]", problem=self.problem)
         if self.started is None:
             return prefix + ("loading…" if self.replay else "no run yet: F2 to configure one")
         if self.results is not None:
             return prefix + finished_text(self.results)
         if self.stopping:
-            return prefix + "[yellow]stopping…[/yellow]"
-        text = "⏸ paused" if paused else "[green]● running[/green]"
+            return prefix + Content.from_markup("[yellow]stopping…[/yellow]")
+        text = Content("⏸ paused") if paused else Content.from_markup("[green]● running[/green]")
         converged = self.last_epoch.converged_epoch if self.last_epoch else None
         if converged is not None:
             text += f" · converged at epoch {converged}"
@@ -101,7 +105,8 @@ class LiveRun:
         now = time.monotonic() if now is None else now
         config, spe = self.started.config, max(self.started.steps_per_epoch, 1)
         done, total = self.counts()
-        epoch = min(done // spe + 1, config.epochs) if self.results is None else (self.results.epochs_done)
+        epoch = min(done // spe + 1, config.epochs) if self.results is None else self.results.epochs_done
+        epoch = min(epoch, config.epochs)  # a session file's count is checked, but never show 5/1
         parts = [f"epoch {epoch}/{config.epochs}", f"step {done:,}/{total:,}"]
         rate = self.samples_per_s(now)
         if rate:
@@ -122,16 +127,19 @@ class LiveRun:
         return self.last_step * self.started.config.batch_size / elapsed if elapsed > 0 else None
 
 
-def finished_text(results: RunResults) -> str:
+def finished_text(results: RunResults) -> Content:
     status = results.status
     if status == "converged" or (status == "completed" and results.converged_epoch is not None):
-        text = f"[green]✓ {status}[/green] · converged at epoch {results.converged_epoch}"
+        text = with_values("[green]✓ $status[/green]", status=status)
+        text += f" · converged at epoch {results.converged_epoch}"
     elif status == "completed":
-        text = "[green]✓ completed[/green]"
+        text = Content.from_markup("[green]✓ completed[/green]")
     elif status == "stopped":
-        text = f"[yellow]■ stopped[/yellow] after {results.epochs_done} epochs"
+        text = Content.from_markup(f"[yellow]■ stopped[/yellow] after {results.epochs_done} epochs")
     else:
-        text = f"[red]✗ {status}[/red]" + (f": {results.message}" if results.message else "")
+        text = with_values("[red]✗ $status[/red]", status=status)
+        if results.message:
+            text += literal(f": {results.message}")
     if results.final_test_acc is not None:
         text += f" · test {results.final_test_acc:.2f}%"
     return text

@@ -2,11 +2,15 @@
 
 Unreadable files show as warning rows (and one notification), never as a
 crash. Actions work on the marked rows (space) or else the highlighted one.
+
+The folder is untrusted: listing it, reading a session and deleting happen in
+thread workers (a file there may be slow, or no file at all), and every id,
+name and message from it is shown literally (tui.literal).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from textual import work
@@ -16,64 +20,22 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
-from fmlab.trainer.sessions import SessionError, SessionRecord, SessionSummary, delete_session, load
-from fmlab.tui.screens.compare import CompareScreen
-from fmlab.tui.screens.confirm import ConfirmScreen
-from fmlab.tui.screens.export import ExportScreen
+from fmlab.trainer.sessions import ListingCache, SessionRecord, SessionSummary, delete_session
+from fmlab.tui.literal import cell, literal, notify_literally, with_values
+from fmlab.tui.screens.session_rows import (
+    COLUMNS,
+    SORT_KEYS,
+    WIDTHS,
+    LoadFailed,
+    Unreadable,
+    key_of,
+    list_folder,
+    load_all,
+    matches,
+    row_of,
+)
 
-COLUMNS = ("", "when", "arch", "lr", "epochs", "final", "best", "conv", "status", "id")
-# fixed widths: an auto-width table measures every cell of every row on each fill
-WIDTHS = (1, 11, 8, 6, 7, 6, 6, 4, 11, 34)
 FIRST_ROWS = 60
-SORT_KEYS = {
-    "when": lambda s: (s.created, s.id),
-    "arch": lambda s: s.arch,
-    "lr": lambda s: s.lr,
-    "final": lambda s: s.final_test_acc if s.final_test_acc is not None else -1.0,
-    "best": lambda s: s.best_test_acc if s.best_test_acc is not None else -1.0,
-    "status": lambda s: s.status,
-}
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A session file that could not be read, and why."""
-
-    key: str
-    problem: str
-
-    @property
-    def name(self) -> str:
-        return Path(self.problem.split(": ", 1)[0]).name
-
-
-def percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def row_of(summary: SessionSummary, marked: bool) -> tuple[str, ...]:
-    return (
-        "✓" if marked else " ",
-        summary.created[5:16].replace("T", " "),
-        summary.arch,
-        f"{summary.lr:g}",
-        f"{summary.epochs_done}/{summary.epochs}",
-        percent(summary.final_test_acc),
-        percent(summary.best_test_acc),
-        "-" if summary.converged_epoch is None else str(summary.converged_epoch),
-        summary.status,
-        summary.id,
-    )
-
-
-def key_of(summary: SessionSummary) -> str:
-    """Rows are keyed by file: a copied file can repeat a session's id."""
-    return str(summary.path)
-
-
-def matches(summary: SessionSummary, text: str) -> bool:
-    haystack = f"{summary.id} {summary.arch} {summary.lr:g} {summary.optimizer} {summary.status}"
-    return all(word in haystack.lower() for word in text.lower().split())
 
 
 class SessionsScreen(Screen):
@@ -101,6 +63,8 @@ class SessionsScreen(Screen):
         self.descending = True
         self._warned: set[str] = set()
         self._listing: tuple | None = None  # what the table shows now
+        self._folder_note = ""  # why the folder cannot be listed, if it cannot
+        self._failed: dict[str, str] = {}  # listed files that failed a full read: key -> problem
         self._fills = 0  # counts fill() calls, so rows of a stale fill are dropped
 
     def compose(self) -> ComposeResult:
@@ -113,7 +77,7 @@ class SessionsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"sessions in {self.app.sessions_dir}"
+        self.sub_title = f"sessions in {self.app.sessions_dir}"  # the header shows it literally
         table = self.query_one(DataTable)
         for label, width in zip(COLUMNS, WIDTHS):
             table.add_column(label, width=width)
@@ -126,25 +90,45 @@ class SessionsScreen(Screen):
     # ------------------------------------------------------------ table
 
     def reload(self) -> None:
-        listing = self.app.listing.listing(self.app.sessions_dir)
-        if listing is self._listing:
+        """List the folder again, in a thread; the table follows when it is done."""
+        self.list_in_background(self.app.listing, self.app.sessions_dir)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="listing")
+    def list_in_background(self, cache: ListingCache, directory: Path) -> tuple[tuple, str]:
+        return list_folder(cache, directory)
+
+    def show_listing(self, listing: tuple, folder_note: str) -> None:
+        if listing is self._listing and folder_note == self._folder_note:
             return  # nothing on disk changed since the last listing
-        self._listing = listing
+        self._listing, self._folder_note = listing, folder_note
+        self._failed.clear()  # the files may have changed: read them afresh
         summaries, problems = listing
         self.summaries = summaries
-        self.unreadable = [Unreadable(f"unreadable-{i}", p) for i, p in enumerate(problems)]
+        self.unreadable = [Unreadable(f"unreadable-{i}", p.path, p) for i, p in enumerate(problems)]
         known = {key_of(s) for s in summaries}
         self.marked &= known
         fresh = [p for p in problems if p not in self._warned]
         if fresh:
             self._warned.update(fresh)
             more = f" (and {len(fresh) - 1} more)" if len(fresh) > 1 else ""
-            self.notify(fresh[0] + more, title="Unreadable session files", severity="warning", timeout=8)
+            notify_literally(
+                self, fresh[0] + more, title="Unreadable session files", severity="warning", timeout=8
+            )
         self.fill()
+
+    def mark_unreadable(self, path: Path, problem: str) -> None:
+        """A listed file failed a full read: show it as unreadable from now on."""
+        self._failed[str(path)] = problem
+        self.marked.discard(str(path))
+        self.fill()
+
+    def unreadable_rows(self) -> list[Unreadable]:
+        failed = [Unreadable(key, Path(key), problem) for key, problem in self._failed.items()]
+        return failed + self.unreadable
 
     def visible(self) -> list[SessionSummary]:
         text = self.query_one("#filter", Input).value
-        rows = [s for s in self.summaries if matches(s, text)]
+        rows = [s for s in self.summaries if matches(s, text) and key_of(s) not in self._failed]
         return sorted(rows, key=SORT_KEYS[self.sort_key], reverse=self.descending)
 
     def fill(self) -> None:
@@ -154,8 +138,8 @@ class SessionsScreen(Screen):
         shown = self.visible()
         rows = [(row_of(s, key_of(s) in self.marked), key_of(s)) for s in shown]
         rows += [
-            (["!", "", "", "", "", "", "", "", "[b red]unreadable[/]", bad.name], bad.key)
-            for bad in self.unreadable
+            (["!", "", "", "", "", "", "", "", cell("unreadable", "bold red"), cell(bad.name)], bad.key)
+            for bad in self.unreadable_rows()
         ]
         self._fills += 1
         # a screenful now, the rest after the first paint: the table measures
@@ -191,15 +175,27 @@ class SessionsScreen(Screen):
     def show_detail(self) -> None:
         key = self.highlighted_key()
         detail = self.query_one("#session-detail", Static)
-        bad = next((b for b in self.unreadable if b.key == key), None)
-        summary = next((s for s in self.summaries if key_of(s) == key), None)
+        bad = next((b for b in self.unreadable_rows() if b.key == key), None)
+        summary = next((s for s in self.summaries if key_of(s) == key and key not in self._failed), None)
         if bad is not None:
-            detail.update(f"[b red]unreadable:[/] {bad.problem}")
+            detail.update(with_values("[b red]unreadable:[/] $problem", problem=bad.problem))
         elif summary is not None:
             marks = f" · {len(self.marked)} marked" if self.marked else ""
-            detail.update(f"[b]{summary.id}[/b]  {summary.optimizer}{marks}\n{summary.path}")
+            detail.update(
+                with_values(
+                    "[b]$id[/b]  $optimizer$marks\n$path",
+                    id=summary.id,
+                    optimizer=summary.optimizer,
+                    marks=marks,
+                    path=summary.path,
+                )
+            )
+        elif self._listing is None:
+            detail.update(literal(f"reading {self.app.sessions_dir}…"))
+        elif self._folder_note:
+            detail.update(literal(self._folder_note))
         else:
-            detail.update(f"no sessions in {self.app.sessions_dir}: train one (F2)")
+            detail.update(literal(f"no sessions in {self.app.sessions_dir}: train one (F2)"))
 
     def on_data_table_row_highlighted(self) -> None:
         self.show_detail()
@@ -219,41 +215,46 @@ class SessionsScreen(Screen):
         """The marked sessions, else the highlighted one."""
         if self.marked:
             return [s for s in self.visible() if key_of(s) in self.marked]
-        key = self.highlighted_key()
-        return [s for s in self.summaries if key_of(s) == key]
+        return self.highlighted_summaries()
 
-    def load_records(self, summaries: list[SessionSummary]) -> list[SessionRecord] | None:
+    def highlighted_summaries(self) -> list[SessionSummary]:
+        key = self.highlighted_key()
+        return [s for s in self.summaries if key_of(s) == key and key not in self._failed]
+
+    def load_then(self, summaries: list[SessionSummary], then: Callable[[list[SessionRecord]], None]) -> None:
+        """Read ``summaries`` in full in a thread, then call ``then`` with the records."""
         if not summaries:
             key = self.highlighted_key()
-            bad = next((b for b in self.unreadable if b.key == key), None)
-            self.notify(bad.problem if bad else "no session selected", severity="warning")
-            return None
-        try:
-            return [load(s.path) for s in summaries]
-        except SessionError as exc:
-            self.notify(str(exc), title="Cannot read the session", severity="error", timeout=8)
-            return None
+            bad = next((b for b in self.unreadable_rows() if b.key == key), None)
+            notify_literally(self, bad.problem if bad else "no session selected", severity="warning")
+            return
+        self.load_in_background(summaries, then)
 
-    def current_record(self) -> SessionRecord | None:
-        key = self.highlighted_key()
-        records = self.load_records([s for s in self.summaries if key_of(s) == key])
-        return records[0] if records else None
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    def load_in_background(
+        self, summaries: list[SessionSummary], then: Callable[[list[SessionRecord]], None]
+    ) -> tuple[Callable[[list[SessionRecord]], None], list[SessionRecord]]:
+        return then, load_all(summaries)
+
+    def loaded(self, result: tuple[Callable[[list[SessionRecord]], None], list[SessionRecord]]) -> None:
+        then, records = result
+        for warning in (w for record in records for w in record.warnings):
+            notify_literally(self, warning, title="Session repaired", severity="warning", timeout=8)
+        then(records)
 
     # ------------------------------------------------------------ actions
 
     def action_open(self) -> None:
-        from fmlab.tui.screens.live import LiveScreen
-
-        record = self.current_record()
-        if record is not None:
-            self.app.push_screen(LiveScreen(replay=record, speed=float("inf")))
+        self.load_then(
+            self.highlighted_summaries(), lambda records: self.open_replay(records[0], float("inf"))
+        )
 
     def action_replay(self) -> None:
-        from fmlab.tui.screens.live import LiveScreen
+        self.load_then(self.highlighted_summaries(), lambda records: self.open_replay(records[0], 1.0))
 
-        record = self.current_record()
-        if record is not None:
-            self.app.push_screen(LiveScreen(replay=record))
+    def open_replay(self, record: SessionRecord, speed: float) -> None:
+        if self.is_current:  # the user may have moved on while it was read
+            self.app.open_replay(record, speed)
 
     def action_mark(self) -> None:
         key = self.highlighted_key()
@@ -269,14 +270,19 @@ class SessionsScreen(Screen):
         if len(self.marked) < 2:
             self.notify("mark two or more sessions with space, then press c", severity="warning")
             return
-        records = self.load_records(self.chosen())
-        if records:
-            self.app.push_screen(CompareScreen(records))
+        self.load_then(self.chosen(), self.open_compare)
+
+    def open_compare(self, records: list[SessionRecord]) -> None:
+        if self.is_current:
+            self.app.open_compare(records)
 
     def action_export(self) -> None:
-        records = self.load_records(self.chosen())
-        if not records:
+        self.load_then(self.chosen(), self.ask_export)
+
+    def ask_export(self, records: list[SessionRecord]) -> None:
+        if not self.is_current:
             return
+        # ids are checked to be safe file names when a session is read
         name = records[0].id if len(records) == 1 else f"compare-{len(records)}-sessions"
 
         def export(path: Path | None) -> None:
@@ -284,7 +290,7 @@ class SessionsScreen(Screen):
                 self.export(records, path)
 
         folder = self.app.sessions_dir.parent / "exports"
-        self.app.push_screen(ExportScreen(len(records), folder, name), export)
+        self.app.open_export(len(records), folder, name, export)
 
     @work(thread=True, exit_on_error=False, group="export")
     def export(self, records: list[SessionRecord], path: Path) -> Path:
@@ -292,13 +298,42 @@ class SessionsScreen(Screen):
 
         return export_sessions(records, path)
 
+    @work(thread=True, exit_on_error=False, group="delete")
+    def delete(self, summaries: list[SessionSummary]) -> str:
+        for summary in summaries:
+            delete_session(summary.path)
+        return summaries[0].id if len(summaries) == 1 else f"{len(summaries)} sessions"
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "export":
-            return
+        worker = event.worker
         if event.state == WorkerState.SUCCESS:
-            self.notify(f"wrote {Path(event.worker.result).resolve()}", title="Exported", timeout=10)
+            if worker.group == "listing":
+                self.show_listing(*worker.result)
+            elif worker.group == "load":
+                self.loaded(worker.result)
+            elif worker.group == "export":
+                notify_literally(self, f"wrote {Path(worker.result).resolve()}", title="Exported", timeout=10)
+            elif worker.group == "delete":
+                notify_literally(self, f"deleted {worker.result}")
+                self.marked.clear()
+                self.reload()
         elif event.state == WorkerState.ERROR:
-            self.notify(str(event.worker.error), title="Export failed", severity="error", timeout=10)
+            self.worker_failed(worker.group, worker.error)
+
+    def worker_failed(self, group: str, error: BaseException | None) -> None:
+        titles = {
+            "listing": "Cannot list the sessions",
+            "load": "Cannot read the session",
+            "export": "Export failed",
+            "delete": "Cannot delete",
+        }
+        if group not in titles:
+            return
+        notify_literally(self, error, title=titles[group], severity="error", timeout=10)
+        if group == "load" and isinstance(error, LoadFailed):
+            self.mark_unreadable(error.path, str(error))
+        if group == "delete":
+            self.reload()
 
     def action_delete(self) -> None:
         chosen = self.chosen()
@@ -308,13 +343,10 @@ class SessionsScreen(Screen):
 
         def delete(confirmed: bool | None) -> None:
             if confirmed:
-                for summary in chosen:
-                    delete_session(summary.path)
-                self.marked.clear()
-                self.notify(f"deleted {names}")
-                self.reload()
+                self.delete(chosen)
 
-        self.app.push_screen(ConfirmScreen(f"Delete {names}? The file cannot be brought back."), delete)
+        question = with_values("Delete $names? The file cannot be brought back.", names=names)
+        self.app.confirm(question, delete)
 
     def action_sort(self) -> None:
         keys = list(SORT_KEYS)

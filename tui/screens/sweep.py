@@ -28,6 +28,7 @@ from fmlab.trainer.fields import FIELDS, Choice, Field
 from fmlab.trainer.studies.grid import PRESETS
 from fmlab.trainer.studies.sweep import Sweep
 from fmlab.trainer.studies.tables import COLUMNS
+from fmlab.tui.literal import literal, notify_literally, with_values
 from fmlab.tui.messages import SweepEnded, TrainingEvent, TrainingMessage
 from fmlab.tui.screens.sweep_run import SweepPlan, SweepRun, check_form
 from fmlab.tui.screens.training_view import TrainingView
@@ -129,7 +130,7 @@ class SweepScreen(ValidatesSoon, TrainingView):
         for name in FORM_FIELDS:
             message = self.errors.get(name, "")
             error = self.query_one(f"#error-{name}", Static)
-            error.update(f"↳ {message}" if message else "")
+            error.update(literal(f"↳ {message}") if message else "")  # messages quote what was typed
             error.set_class(bool(message), "-shown")
             self.query_one(f"#row-{name}").set_class(bool(message), "-invalid")
         hint = self.query_one("#sweep-hint", Static)
@@ -137,7 +138,7 @@ class SweepScreen(ValidatesSoon, TrainingView):
             runs = len(self.plan.configs)
             hint.update(f"{runs} run{'s' if runs != 1 else ''}" + ("" if stacked else " · one by one"))
         else:
-            hint.update(f"[red]{self.errors.get('', 'fix the flagged fields')}[/red]")
+            hint.update(with_values("[red]$error[/red]", error=self.errors.get("", "fix the flagged fields")))
         if self.plan is not None and (self.shown is None or self.shown.state == "planned"):
             self.show(SweepRun.of(self.plan))
         self.dirty = True
@@ -242,7 +243,7 @@ class SweepScreen(ValidatesSoon, TrainingView):
         shown = self.shown
         shown.state, shown.seconds, shown.stopping = message.status, message.seconds, False
         self.update_unfinished_rows()
-        self.notify(f"sweep {message.status}: record saved to {message.path}", timeout=8)
+        notify_literally(self, f"sweep {message.status}: record saved to {message.path}", timeout=8)
         self.redraw(at_once=True)
 
     def record_problem(self, state: str, problem: str) -> None:

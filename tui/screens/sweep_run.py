@@ -8,11 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from textual.content import Content
+from textual.markup import escape
+
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.events import FINISHED, EpochMetrics, RunStarted, StepMetrics
 from fmlab.trainer.fields import field_named
 from fmlab.trainer.studies.grid import PRESETS, expand, grid_to_dict, parse_grid
 from fmlab.trainer.studies.tables import COLUMNS, RunRow, table_columns, varying_axes
+from fmlab.trainer.text import visible
+from fmlab.tui.literal import literal
 from fmlab.tui.screens.live_run import clock_text
 from fmlab.tui.widgets.metric_chart import RunSeries
 
@@ -182,7 +187,7 @@ class SweepRun:
     def status(self, now: float) -> str:
         name, runs = f"sweep {self.plan.name}", f"{self.runs_done()}/{len(self.members)} runs done"
         if self.problem:
-            return f"[red]✗ {name}: {self.problem}[/red]"
+            return f"[red]✗ {name}: {escape(visible(self.problem))}[/red]"  # the text of an error
         if self.state == "running":
             text = f"[green]● {name}[/green]: {runs}"
             done, total = self.counts()
@@ -199,9 +204,9 @@ class SweepRun:
             f" · {stopped} saved as stopped" if stopped else ""
         )
 
-    def detail(self, width: int) -> str:
+    def detail(self, width: int) -> Content:
         if self.record_path is None:
-            return ""
+            return Content("")
         if self.state == "refused":
-            return "nothing saved"
-        return f"saved to {fit_path(self.record_path, max(width - 9, 12))}"
+            return Content("nothing saved")
+        return literal(f"saved to {fit_path(self.record_path, max(width - 9, 12))}")

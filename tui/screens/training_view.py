@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from fmlab.trainer.config import ConfigError
 from fmlab.trainer.data import DataError
 from fmlab.trainer.events import RunFinished
+from fmlab.tui.literal import notify_literally
 from fmlab.tui.messages import RunRefused, SaveFailed, TrainingEvent, TrainingMessage
 from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries
 from fmlab.tui.widgets.run_progress import RunProgress
@@ -155,12 +156,12 @@ class TrainingView(Screen):
     def on_run_refused(self, message: RunRefused) -> None:
         if self.takes(message):
             self.record_problem("refused", message.reason)
-            self.notify(message.reason, title=self.REFUSED_TITLE, severity="error", timeout=10)
+            notify_literally(self, message.reason, title=self.REFUSED_TITLE, severity="error", timeout=10)
             self.redraw(at_once=True)
 
     def on_save_failed(self, message: SaveFailed) -> None:
         if self.takes(message):
-            self.notify(f"{message.reason}; training goes on", severity="warning", timeout=8)
+            notify_literally(self, f"{message.reason}; training goes on", severity="warning", timeout=8)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.dirty = True
@@ -169,7 +170,7 @@ class TrainingView(Screen):
             error = event.worker.error
             problem = f"failed: {type(error).__name__}: {error}".splitlines()[0]
             self.record_problem("failed", problem)
-            self.notify(problem, severity="error", timeout=10)
+            notify_literally(self, problem, severity="error", timeout=10)
             self.redraw(at_once=True)
 
     # ------------------------------------------------------------ what a view does

@@ -26,6 +26,7 @@ from fmlab.trainer.fields import (
     field_named,
     parse_run_config,
 )
+from fmlab.tui.literal import literal
 from fmlab.tui.widgets.validates_soon import ValidatesSoon
 
 # Run presets: a name, what the menu says, and the fields they set.
@@ -147,7 +148,7 @@ class ConfigForm(ValidatesSoon, VerticalScroll):
         for row in self.query(".field-error").results(Static):
             name = row.id.removeprefix("error-") if row.id else ""
             message = self.errors.get(name, "")
-            row.update(f"↳ {message}" if message else "")
+            row.update(literal(f"↳ {message}") if message else "")
             row.set_class(bool(message), "-shown")
         for row in self.query(".field-row"):
             widget = row.children[-1]

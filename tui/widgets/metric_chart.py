@@ -4,6 +4,11 @@
 a saved session. ``MetricChart`` subclasses implement ``replot()``; the screen
 calls it at most ~10 times a second, and every line is downsampled to the
 chart's width first, because plotext's build time grows with the points.
+
+A chart is drawn at any size: one too small to hold a plot shows a short
+note instead, and so does one plotext fails to draw (its axis and tick code
+breaks at some small sizes: log10 of a non-positive tick, an index past a
+short row).
 """
 
 from __future__ import annotations
@@ -12,14 +17,22 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from rich.text import Text
+from textual.app import RenderResult
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
 from fmlab.trainer.events import EpochMetrics, StepMetrics
 from fmlab.trainer.sessions import SessionRecord
+from fmlab.trainer.text import visible
 
 RUN_COLORS = ("cyan", "orange", "green", "magenta", "red", "blue", "yellow")
+# Smallest content area drawn as a plot: the y labels take ~8 columns, the
+# x axis and its labels 2 rows, and a plot needs a few cells of its own.
+MIN_PLOT_SIZE = (20, 5)
+# What plotext has been seen to raise at small sizes; anything else is a bug of ours.
+PLOTEXT_FAILURES = (ArithmeticError, LookupError, TypeError, ValueError)
 RAW_COLOR = "gray"  # the unsmoothed curve, kept visible under the smoothed one
 
 
@@ -56,7 +69,8 @@ class RunSeries:
 
     @classmethod
     def from_record(cls, record: SessionRecord, name: str = "") -> RunSeries:
-        series = cls(name=name or record.id, steps_per_epoch=record.steps_per_epoch)
+        # plotext draws labels as they are, and its output is read back as ANSI
+        series = cls(name=name or visible(record.id), steps_per_epoch=record.steps_per_epoch)
         for step in record.steps.events():
             series.add_step(step)
         for epoch in record.epochs:
@@ -135,6 +149,19 @@ class MetricChart(PlotextPlot):
         self.runs, self._shown = runs, shown
         self.replot()
 
+    def render(self) -> RenderResult:
+        width, height = self.size
+        if width < MIN_PLOT_SIZE[0] or height < MIN_PLOT_SIZE[1]:
+            return self.note("too small")
+        try:
+            return super().render()
+        except PLOTEXT_FAILURES:
+            return self.note("cannot draw at this size")
+
+    def note(self, text: str) -> Text:
+        """A one-line note in place of the plot (cut to the width, never wrapped)."""
+        return Text(f"{self.TITLE}: {text}", style="dim", no_wrap=True, overflow="ellipsis", end="")
+
     def render_lines(self, crop):
         # timed here, not in render(): turning plotext's text into strips
         # after render() returns costs about as much as building the plot
@@ -203,6 +230,8 @@ class MetricChart(PlotextPlot):
         """Per-epoch values: few points, drawn with visible markers."""
         xs, ys = finite_points(xs, ys, positive=log)
         if xs:
+            # a long run has thousands of epochs: as many points as the width holds
+            xs, ys = downsample(xs, ys, self.point_limit())
             self.plt.plot(xs, ys, label=label, color=color, marker="dot")
 
     def replot(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Static
 
@@ -24,7 +25,8 @@ class RunProgress(Widget):
             yield ProgressBar(total=1, show_eta=False, id="run-bar")
             yield Static("", id="run-detail")
 
-    def show(self, status: str, done: int, total: int | None, detail: str) -> None:
+    def show(self, status: str | Content, done: int, total: int | None, detail: str | Content) -> None:
+        """``status`` and ``detail`` as markup when str; text from files comes as Content."""
         # every part has a fixed size: no layout pass, which would redraw the charts
         self.query_one("#run-status", Static).update(status, layout=False)
         # an empty bar rather than the pulsing "unknown total" one: nothing runs yet
