@@ -260,15 +260,13 @@ class Sweep:
         if not record.epochs:  # cut off in its first epoch: nothing to keep
             path.unlink(missing_ok=True)
             return None
+        job = None
         try:
             job = resume_job(path)
-        except JobError as exc:
-            self._warn(f"{exc}; training that run again from the start")
-            return None
-        try:
             service.check_resumed(job)
         except JobError as exc:
-            job.resume.lock.release()
+            if job is not None:
+                job.resume.lock.release()
             self._warn(f"{exc}; training that run again from the start")
             return None
         return job
