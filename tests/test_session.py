@@ -32,10 +32,12 @@ def test_round_trip_is_lossless(tiny_dataset, sessions_dir):
     original = recorder.record
     assert loaded.path == original.path
     for name in ("id", "config", "status", "created", "updated", "pid", "host", "environment",
-                 "model", "results", "epochs", "steps"):  # fmt: skip
+                 "model", "results", "epochs", "steps", "train_data"):  # fmt: skip
         assert getattr(loaded, name) == getattr(original, name), name
     assert encode(loaded) == encode(original)
     assert loaded.status == "completed" and len(loaded.epochs) == 2
+    assert loaded.train_data.images == loaded.train_data.of == 512 and not loaded.train_data.partial
+    assert loaded.steps.has_sum_of_means and len(loaded.steps.layer_grad_means[0]) == 2
 
 
 def test_nan_losses_are_stored_as_null_and_read_back_as_nan(tiny_dataset, sessions_dir):

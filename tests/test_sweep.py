@@ -88,7 +88,8 @@ def test_presets_ask_the_reference_questions():
     lr = expand(parse_grid(**PRESETS["lr"].options))
     assert [c.optimizer.lr for c in lr] == [1, 0.1, 0.01, 0.001] and {c.epochs for c in lr} == {10}
     conv = expand(parse_grid(**PRESETS["convergence"].options))
-    assert [c.optimizer.lr for c in conv] == [0.1, 0.01, 0.001] and {c.epochs for c in conv} == {100}
+    # lr 1 too, as the reference's convergence table has it
+    assert [c.optimizer.lr for c in conv] == [1, 0.1, 0.01, 0.001] and {c.epochs for c in conv} == {100}
     archs = expand(parse_grid(**PRESETS["architectures"].options))
     assert [c.model.name for c in archs] == ["base", "deeper", "wider"]
     assert {(c.optimizer.lr, c.epochs, c.convergence.stop) for c in archs} == {(0.01, 200, False)}
@@ -258,7 +259,10 @@ def test_grads_command_prints_every_step(tiny_data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line and line[0].isdigit()]
     assert [line.split(",")[0] for line in lines] == ["1", "2", "3", "4", "5"]
-    assert "step,grad mean (lr 0.1),grad mean (lr 0.01)" in result.stdout
+    assert (
+        "step,sum of tensor means (notebook) (lr 0.1),mean over all parameters (lr 0.1),"
+        "sum of tensor means (notebook) (lr 0.01),mean over all parameters (lr 0.01)"
+    ) in result.stdout
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -280,3 +284,18 @@ def test_grads_and_reproduce_bad_values_exit_2_with_one_line(
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {option}:")
+
+
+def test_grads_uses_the_notebook_lr_and_shows_both_definitions(tiny_data_dir, tmp_path):
+    result = runner.invoke(
+        app,
+        ["grads", "--arch", SMALL, "--steps", "5", "--data-dir", str(tiny_data_dir),
+         "--sessions-dir", str(tmp_path / "s"), "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "| lr 0.01 | sum of tensor means (notebook) | 5 |" in out
+    assert "| lr 0.01 | mean over all parameters | 5 |" in out
+    assert "Two definitions of the mean gradient: the notebook's adds each parameter tensor's own mean" in out
+    assert "| step | loss | sum of tensor means (notebook) | mean over all parameters | grad norm |" in out
+    assert len([line for line in out.splitlines() if line[:4] in {f"| {n} " for n in range(1, 6)}]) == 5

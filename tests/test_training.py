@@ -63,8 +63,10 @@ def test_plain_sgd_matches_autograd_and_torch_sgd(tiny_dataset):
         assert stats[0, 0].item() == pytest.approx(flat.mean().item(), rel=1e-3, abs=1e-9)
         assert stats[0, 1].item() == pytest.approx(flat.norm().item(), rel=1e-4)
         layer1 = torch.cat([grads[0].flatten(), grads[1]])
-        assert stats[0, 2].item() == pytest.approx(layer1.norm().item(), rel=1e-4)
-        assert stats.shape == (1, 2 + 3)
+        assert stats[0, 3].item() == pytest.approx(layer1.norm().item(), rel=1e-4)
+        assert stats[0, 6].item() == pytest.approx(layer1.mean().item(), rel=1e-3, abs=1e-9)
+        assert stats[0, 2].item() == pytest.approx(sum(g.mean().item() for g in grads), abs=1e-7)
+        assert stats.shape == (1, 3 + 2 * 3)
     for ours, theirs in zip(stepper.member_params(0), reference.parameters()):
         torch.testing.assert_close(ours, theirs.detach(), rtol=1e-4, atol=1e-6)
 
@@ -103,8 +105,10 @@ def test_grad_stats_weight_every_parameter_equally(tiny_dataset):
     assert stats[0, 0].item() == pytest.approx(flat.mean().item(), rel=1e-4, abs=1e-9)
     assert stats[0, 1].item() == pytest.approx(flat.norm().item(), rel=1e-5)
     layer1 = torch.cat([stepper.grads[0][0].flatten(), stepper.grads[1][0]])
-    assert stats[0, 2].item() == pytest.approx(layer1.norm().item(), rel=1e-5)
-    assert stats.shape == (1, 2 + 2)
+    assert stats[0, 3].item() == pytest.approx(layer1.norm().item(), rel=1e-5)
+    assert stats[0, 5].item() == pytest.approx(layer1.mean().item(), rel=1e-4, abs=1e-9)
+    assert stats[0, 2].item() == pytest.approx(sum(g[0].mean().item() for g in stepper.grads), abs=1e-7)
+    assert stats.shape == (1, 3 + 2 * 2)
 
 
 def test_step_metrics_every_step_then_at_a_bounded_rate(tiny_dataset):

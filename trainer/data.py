@@ -66,16 +66,19 @@ class FashionMNIST:
     test_x: torch.Tensor
     test_y: torch.Tensor
     source: DataSource | None = None
+    train_total: int | None = None  # the training split's size, when this holds only its first images
 
     @property
     def device(self) -> torch.device:
         return self.train_x.device
 
     def first(self, count: int | None) -> FashionMNIST:
-        """The same set with only the first ``count`` training images (all: None)."""
+        """The same set with only the first ``count`` training images (all: None);
+        ``train_total`` remembers how many there were."""
         if count is None or count >= len(self.train_x):
             return self
-        return replace(self, train_x=self.train_x[:count], train_y=self.train_y[:count])
+        total = self.train_total or len(self.train_x)
+        return replace(self, train_x=self.train_x[:count], train_y=self.train_y[:count], train_total=total)
 
 
 class DatasetCache:

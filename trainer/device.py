@@ -18,7 +18,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and the threads torch trains with."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
+    threads = torch.get_num_threads()
+    return f"{cpu_model()}, {threads} thread{'' if threads == 1 else 's'}"

@@ -24,6 +24,7 @@ FORMATS = (".png", ".csv", ".json")
 CSV_COLUMNS = (
     "session", "arch", "lr", "optimizer", "batch_size", "seed", "kind", "epoch", "step",
     "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "loss", "grad_mean", "grad_norm",
+    "grad_sum_of_means", "train_images", "train_images_of",
 )  # fmt: skip
 
 
@@ -71,6 +72,8 @@ def metrics_csv(records: list[SessionRecord]) -> str:
             "batch_size": config.batch_size,
             "seed": config.seed,
         }
+        if record.train_data is not None:  # trained on the first train_images of train_images_of
+            base.update(train_images=record.train_data.images, train_images_of=record.train_data.of)
         for e in record.epochs:
             writer.writerow(
                 {**base, "kind": "epoch", "epoch": e.epoch, "train_loss": e.train_loss,
@@ -80,7 +83,8 @@ def metrics_csv(records: list[SessionRecord]) -> str:
         for s in record.steps.events():
             writer.writerow(
                 {**base, "kind": "step", "epoch": s.epoch, "step": s.step, "loss": _clean(s.loss),
-                 "grad_mean": _clean(s.grad_mean), "grad_norm": _clean(s.grad_norm)}
+                 "grad_mean": _clean(s.grad_mean), "grad_norm": _clean(s.grad_norm),
+                 "grad_sum_of_means": _clean(s.grad_sum_of_means)}
             )  # fmt: skip
     return buffer.getvalue()
 
@@ -95,6 +99,7 @@ def metrics_json(records: list[SessionRecord]) -> str:
                 "status": record.status,
                 "config": config_to_dict(record.config),
                 "results": asdict(record.results) if record.results else None,
+                "train_data": _train_data(record),
                 "epochs": [asdict(e) for e in record.epochs],
                 "steps": {
                     "step": steps.step,
@@ -102,10 +107,16 @@ def metrics_json(records: list[SessionRecord]) -> str:
                     "loss": [_clean(v) for v in steps.loss],
                     "grad_mean": [_clean(v) for v in steps.grad_mean],
                     "grad_norm": [_clean(v) for v in steps.grad_norm],
+                    "grad_sum_of_means": [_clean(v) for v in steps.grad_sum_of_means],
                 },
             }
         )
     return json.dumps({"sessions": sessions}, indent=1, allow_nan=False) + "\n"
+
+
+def _train_data(record: SessionRecord) -> dict | None:
+    data = record.train_data
+    return None if data is None else {"images": data.images, "of": data.of, "partial": data.partial}
 
 
 def label_of(record: SessionRecord) -> str:
@@ -120,9 +131,13 @@ def literal_for_matplotlib(text: str) -> str:
 
 
 def title_of(records: list[SessionRecord]) -> str:
+    partial = [r for r in records if r.train_data is not None and r.train_data.partial]
     if len(records) == 1:
         record = records[0]
-        return f"{record.config.describe()} — {record.status} ({literal_for_matplotlib(record.id)})"
+        title = f"{record.config.describe()} — {record.status} ({literal_for_matplotlib(record.id)})"
+        return title + (f"\ntrained on {record.train_data.describe()}" if partial else "")
+    if partial:
+        return f"{len(records)} sessions ({len(partial)} trained on part of the training images)"
     return f"{len(records)} sessions"
 
 
@@ -170,7 +185,7 @@ def plot_gradients(ax, records: list[SessionRecord]) -> None:
     for index, record in enumerate(records):
         color = f"C{index % 10}"
         ax.plot(record.steps.step, record.steps.grad_mean, color=color, label=label_of(record))
-    ax.set(title="mean gradient per step", xlabel="step", ylabel="mean gradient")
+    ax.set(title="mean gradient over all parameters, per step", xlabel="step", ylabel="mean gradient")
     ax.axhline(0.0, color="grey", lw=0.6)
     ax.grid(alpha=0.3)
     if records and any(record.steps.grad_norm for record in records):

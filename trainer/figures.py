@@ -4,7 +4,7 @@ they look like every other figure fmlab makes.
 - ``run_figures``: one PNG per run (loss, accuracy and gradient panels);
 - ``sweep_figures``: the sweep's runs overlaid (all three panels in one PNG,
   plus the loss and the accuracy curves each on their own, larger);
-- ``gradient_figure``: the mean-gradient curve over the first steps.
+- ``gradient_figure``: both mean-gradient curves over the first steps.
 
 matplotlib is imported by trainer.export when a figure is drawn, not before.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fmlab.trainer.export import (
     export_sessions,
+    label_of,
     new_figure,
     plot_accuracy,
     plot_gradients,
@@ -46,12 +47,21 @@ def sweep_figures(records: list[SessionRecord], out_dir: Path, stem: str) -> lis
 
 
 def gradient_figure(records: list[SessionRecord], out: Path, title: str) -> Path:
-    """The mean gradient per step (and the global norm, dotted) for each record."""
+    """Both mean gradients per step, each in its own panel: the notebook's sum
+    of tensor means, and the mean over all parameters (with the global norm,
+    dotted)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure, (ax,) = new_figure(1, width=8.0)
-    plot_gradients(ax, records)
-    ax.legend(fontsize="small")
+    figure, (notebook_ax, mean_ax) = new_figure(2, width=12.0)
+    for index, record in enumerate(records):
+        notebook_ax.plot(record.steps.step, record.steps.grad_sum_of_means, color=f"C{index % 10}",
+                         label=label_of(record))  # fmt: skip
+    notebook_ax.set(title="sum over tensors of each one's mean (notebook)", xlabel="step", ylabel="gradient")
+    notebook_ax.axhline(0.0, color="grey", lw=0.6)
+    notebook_ax.grid(alpha=0.3)
+    notebook_ax.legend(fontsize="small")
+    plot_gradients(mean_ax, records)
+    mean_ax.set(title="mean over all parameters")
     figure.suptitle(title)
     save_figure(figure, out)
     return out

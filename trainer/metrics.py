@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fmlab.trainer.config import ConvergenceRule
+from fmlab.trainer.events import EpochMetrics
 
 
 @dataclass
@@ -39,3 +42,9 @@ def converged_epoch_of(accuracies: list[float], rule: ConvergenceRule) -> int | 
     for acc in accuracies:
         tracker.update(acc)
     return tracker.converged_epoch
+
+
+def lowest_test_loss_epoch(epochs: Sequence[EpochMetrics]) -> int | None:
+    """The epoch of the lowest finite test loss (the first, on a tie); None without one."""
+    finite = [e for e in epochs if math.isfinite(e.test_loss)]
+    return min(finite, key=lambda e: e.test_loss).epoch if finite else None

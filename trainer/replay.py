@@ -94,6 +94,7 @@ def run_started_of(record: SessionRecord) -> RunStarted:
         train_size=int(env.get("train_size", 0) or 0),
         test_size=int(env.get("test_size", 0) or 0),
         steps_per_epoch=record.steps_per_epoch,
+        train_total=record.train_data.of if record.train_data else None,
     )
 
 

@@ -119,11 +119,11 @@ async def test_bad_values_are_refused_at_their_fields_and_nothing_starts(tiny_da
         screen.query_one("#sw-device").value = "cpu"
         screen.query_one("#sw-preset").value = "convergence"
         await pilot.pause()
-        assert screen.query_one("#sw-lr", Input).value == "0.1,0.01,0.001"
+        assert screen.query_one("#sw-lr", Input).value == "1,0.1,0.01,0.001"
         assert screen.query_one("#sw-epochs", Input).value == "100"
         assert not screen.errors and screen.plan is not None and screen.plan.table == "convergence"
-        assert [row[0] for row in table_rows(screen)] == ["0.1", "0.01", "0.001"]
-        assert "3 runs" in text_of(screen, "#sweep-hint")
+        assert [row[0] for row in table_rows(screen)] == ["1", "0.1", "0.01", "0.001"]
+        assert "4 runs" in text_of(screen, "#sweep-hint")
 
         titles = [command.title for command in app.get_system_commands(screen)]
         assert "Sweep" in titles and "Stop sweep" in titles

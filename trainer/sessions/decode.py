@@ -22,6 +22,7 @@ from typing import Any
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.events import STATUSES, EpochMetrics, LayerSummary, ModelSummary, RunResults
 from fmlab.trainer.fields import config_from_dict
+from fmlab.trainer.metrics import lowest_test_loss_epoch
 from fmlab.trainer.regular_files import NotRegularFile, read_regular_file
 from fmlab.trainer.sessions.format import (
     SCHEMA,
@@ -29,6 +30,7 @@ from fmlab.trainer.sessions.format import (
     SessionError,
     SessionRecord,
     StepCurve,
+    TrainData,
     session_id_problem,
 )
 from fmlab.trainer.text import visible
@@ -39,7 +41,8 @@ from fmlab.trainer.text import visible
 MAX_SESSION_BYTES = 64 * 2**20
 # The members of the header (the first line): a later copy of one of these in
 # the rest of the file would make a listing and a full read disagree.
-HEADER_KEYS = ("schema", "version", "id", "status", "created", "updated", "pid", "host", "config", "results")
+HEADER_KEYS = ("schema", "version", "id", "status", "created", "updated", "pid", "host", "config", "results",
+               "train_data")  # fmt: skip
 LARGEST_PID = 2**22  # Linux's limit; a larger number in a file is no process of ours
 
 
@@ -142,14 +145,30 @@ def _decode_results(r: _Reader | None, config: RunConfig) -> RunResults | None:
         converged_epoch=r.count("converged_epoch", optional=True),
         seconds=r.number("seconds"),
         message=r.get("message", (str,)),
+        # absent in files written before it was kept
+        lowest_test_loss_epoch=r.count("lowest_test_loss_epoch", optional=True)
+        if "lowest_test_loss_epoch" in r.data
+        else None,
     )
     if results.epochs_done > config.epochs:
         r.fail(f"{results.epochs_done} epochs done, more than the {config.epochs} configured")
-    for name in ("best_epoch", "converged_epoch"):
+    for name in ("best_epoch", "converged_epoch", "lowest_test_loss_epoch"):
         epoch = getattr(results, name)
         if epoch is not None and not 1 <= epoch <= results.epochs_done:
             r.fail(f"{name} {epoch} is not one of the {results.epochs_done} epochs done")
     return results
+
+
+def _decode_train_data(r: _Reader) -> TrainData | None:
+    """How much of the training split the run used; None in files from before
+    it was recorded."""
+    if "train_data" not in r.data:
+        return None
+    data = r.child("train_data")
+    images, total = data.count("images"), data.count("of")
+    if not 0 < images <= total:
+        data.fail(f"{images} images of {total} is not a part of a training split")
+    return TrainData(images, total)
 
 
 def effective_status(status: str, pid: int, host: str) -> str:
@@ -323,6 +342,14 @@ def _curve_value(r: _Reader, key: str, value: Any) -> float:
     return float(value)
 
 
+def _later_column(r: _Reader, key: str, kind: type, rows: int) -> list:
+    """A column files written before it was kept lack: they read as "not recorded"."""
+    if key not in r.data:
+        empty = StepCurve.LATER_COLUMNS[key]
+        return [list(empty) if isinstance(empty, list) else empty for _ in range(rows)]
+    return _column(r, key, kind, rows)
+
+
 def _decode_steps(r: _Reader, config: RunConfig) -> StepCurve:
     steps = _column(r, "step", int, None)
     curve = StepCurve(
@@ -335,6 +362,8 @@ def _decode_steps(r: _Reader, config: RunConfig) -> StepCurve:
         grad_mean=_column(r, "grad_mean", float, len(steps)),
         grad_norm=_column(r, "grad_norm", float, len(steps)),
         layer_norms=_column(r, "layer_norms", list, len(steps)),
+        grad_sum_of_means=_later_column(r, "grad_sum_of_means", float, len(steps)),
+        layer_grad_means=_later_column(r, "layer_grad_means", list, len(steps)),
     )
     if any(b <= a for a, b in zip(steps, steps[1:])):
         r.fail("step numbers are not increasing")
@@ -361,6 +390,7 @@ def _results_from_rows(record: SessionRecord) -> None:
         best_test_acc=best.test_acc if best else None,
         best_epoch=best.epoch if best else None,
         converged_epoch=last.converged_epoch if last else None,
+        lowest_test_loss_epoch=lowest_test_loss_epoch(epochs),
     )
     record.warnings.append(
         f"{visible(record.path)}: the results count {results.epochs_done} epochs done but the file "
@@ -387,7 +417,16 @@ def load(path: Path | str) -> SessionRecord:
         results=_decode_results(r.child("results", optional=True), config),
         epochs=_decode_epochs(r, config),
         steps=_decode_steps(r.child("steps"), config),
+        train_data=_decode_train_data(r),
         path=path,
     )
+    _check_train_data(r, record)
     _results_from_rows(record)
     return record
+
+
+def _check_train_data(r: _Reader, record: SessionRecord) -> None:
+    """The header's training images and the environment's must agree."""
+    used = record.environment.get("train_size")
+    if record.train_data is not None and used is not None and used != str(record.train_data.images):
+        r.fail(f"train_data says {record.train_data.images} images, the environment {quoted(used)}")

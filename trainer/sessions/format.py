@@ -66,8 +66,15 @@ class StepCurve:
     grad_mean: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
     layer_norms: list[list[float]] = field(default_factory=list)
+    # the notebook's gradient and the mean per layer (see StepMetrics); files
+    # from before they were recorded read as NaN and empty rows
+    grad_sum_of_means: list[float] = field(default_factory=list)
+    layer_grad_means: list[list[float]] = field(default_factory=list)
 
-    COLUMNS = ("step", "epoch", "loss", "grad_mean", "grad_norm", "layer_norms")
+    COLUMNS = ("step", "epoch", "loss", "grad_mean", "grad_norm", "layer_norms", "grad_sum_of_means",
+               "layer_grad_means")  # fmt: skip
+    # columns a file may lack (written since): what each row reads as then
+    LATER_COLUMNS = {"grad_sum_of_means": math.nan, "layer_grad_means": []}
 
     def add(self, event: StepMetrics) -> None:
         if event.step > self.full_steps:
@@ -80,6 +87,8 @@ class StepCurve:
         self.grad_mean.append(event.grad_mean)
         self.grad_norm.append(event.grad_norm)
         self.layer_norms.append(list(event.layer_norms))
+        self.grad_sum_of_means.append(event.grad_sum_of_means)
+        self.layer_grad_means.append(list(event.layer_grad_means))
         if len(self.step) - self._first_later() > LATER_STEP_POINTS:
             self._thin()
 
@@ -102,16 +111,46 @@ class StepCurve:
 
     def events(self) -> list[StepMetrics]:
         return [
-            StepMetrics(s, e, lo, gm, gn, tuple(ln))
-            for s, e, lo, gm, gn, ln in zip(
+            StepMetrics(s, e, lo, gm, gn, tuple(ln), gs, tuple(lm))
+            for s, e, lo, gm, gn, ln, gs, lm in zip(
                 self.step,
                 self.epoch,
                 self.loss,
                 self.grad_mean,
                 self.grad_norm,
                 self.layer_norms,
+                self.grad_sum_of_means,
+                self.layer_grad_means,
+                strict=True,
             )
         ]
+
+    @property
+    def has_sum_of_means(self) -> bool:
+        """Whether the notebook's gradient was recorded (files before it was hold NaN only)."""
+        return any(math.isfinite(v) for v in self.grad_sum_of_means)
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """How much of the training split a run trained on: its first ``images`` of ``of``."""
+
+    images: int
+    of: int
+
+    @property
+    def partial(self) -> bool:
+        return self.images < self.of
+
+    def describe(self) -> str:
+        """In words: the first 6,400 of 60,000 training images, or all 60,000 training images."""
+        if self.partial:
+            return f"the first {self.images:,} of {self.of:,} training images"
+        return f"all {self.of:,} training images"
+
+    def short(self) -> str:
+        """For a table cell: 6,400/60,000 when partial, else all."""
+        return f"{self.images:,}/{self.of:,}" if self.partial else "all"
 
 
 @dataclass
@@ -130,6 +169,7 @@ class SessionRecord:
     results: RunResults | None = None
     epochs: list[EpochMetrics] = field(default_factory=list)
     steps: StepCurve = field(default_factory=StepCurve)
+    train_data: TrainData | None = None  # None in files from before it was recorded
     path: Path | None = None  # where it was read from or is written to
     # what decoding repaired, one line each, for the reader to pass on; never written
     warnings: list[str] = field(default_factory=list)
@@ -155,6 +195,14 @@ class SessionSummary:
     final_test_acc: float | None
     best_test_acc: float | None
     converged_epoch: int | None
+    best_epoch: int | None = None  # of the best test accuracy
+    lowest_test_loss_epoch: int | None = None  # None in files from before it was recorded
+    train_data: TrainData | None = None  # likewise
+
+    @property
+    def partial_data(self) -> bool:
+        """Trained on only the first part of the training split."""
+        return self.train_data is not None and self.train_data.partial
 
 
 class UnsafeSessionId(ValueError):
@@ -237,6 +285,8 @@ def encode(record: SessionRecord) -> str:
         "config": config_to_dict(record.config),
         "results": _encode_results(record.results),
     }
+    if record.train_data is not None:
+        header["train_data"] = asdict(record.train_data)
     body = {
         "environment": record.environment,
         "model": asdict(record.model) if record.model else None,

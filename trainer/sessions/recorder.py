@@ -21,9 +21,11 @@ from fmlab.trainer.events import (
     RunStarted,
     StepMetrics,
 )
+from fmlab.trainer.metrics import lowest_test_loss_epoch
 from fmlab.trainer.sessions.format import (
     SessionRecord,
     StepCurve,
+    TrainData,
     _now,
     check_session_id,
     encode,
@@ -154,6 +156,9 @@ class SessionRecorder:
             },
             model=event.model,
             steps=StepCurve(full_steps=event.config.full_steps),
+            train_data=TrainData(event.train_size, max(event.train_total or 0, event.train_size))
+            if event.train_size > 0
+            else None,
         )
         self.record.results = _running_results(self.record, 0.0)
         self._create()
@@ -217,4 +222,5 @@ def _running_results(record: SessionRecord, seconds: float) -> RunResults:
         best_epoch=best.epoch if best else None,
         converged_epoch=last.converged_epoch if last else None,
         seconds=seconds,
+        lowest_test_loss_epoch=lowest_test_loss_epoch(record.epochs),
     )

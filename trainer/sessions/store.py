@@ -17,6 +17,7 @@ from fmlab.trainer.sessions.decode import (
     _decode_config,
     _decode_id,
     _decode_results,
+    _decode_train_data,
     _Reader,
     effective_status,
     read_header,
@@ -83,6 +84,9 @@ def summarize_file(path: Path) -> SessionSummary:
         final_test_acc=results.final_test_acc if results else None,
         best_test_acc=results.best_test_acc if results else None,
         converged_epoch=results.converged_epoch if results else None,
+        best_epoch=results.best_epoch if results else None,
+        lowest_test_loss_epoch=results.lowest_test_loss_epoch if results else None,
+        train_data=_decode_train_data(r),
     )
 
 

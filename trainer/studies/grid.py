@@ -90,7 +90,8 @@ PRESETS = {
         "convergence",
         "convergence",
         "the epoch each learning rate converges at, up to 100 epochs",
-        {"lr": "0.1,0.01,0.001", "arch": "base", "epochs": 100, "threshold": 0.1, "patience": 3},
+        # lr 1 too, as the reference's table has it (it does not learn)
+        {"lr": "1,0.1,0.01,0.001", "arch": "base", "epochs": 100, "threshold": 0.1, "patience": 3},
     ),
     "architectures": Preset(
         "architectures",

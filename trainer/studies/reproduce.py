@@ -24,7 +24,6 @@ whole cost.
 from __future__ import annotations
 
 import json
-import platform
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,9 +34,11 @@ from typing import TYPE_CHECKING
 from fmlab.trainer.atomic import write_atomic
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.events import Event
-from fmlab.trainer.studies.grads import GRAD_STEPS
+from fmlab.trainer.sessions import SessionError, SessionRecord, load
+from fmlab.trainer.studies.grads import GRAD_LR, GRAD_STEPS
 from fmlab.trainer.studies.grid import PRESETS, expand, parse_grid
-from fmlab.trainer.studies.sweep import Sweep, SweepError, finished_rows, records_of
+from fmlab.trainer.studies.sweep import Sweep, SweepError, finished_rows
+from fmlab.trainer.studies.tables import RunRow
 
 if TYPE_CHECKING:
     from fmlab.trainer.data import DatasetCache
@@ -58,16 +59,9 @@ def describe_machine() -> dict[str, str]:
 
     import torch
 
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    machine = {"cpu": f"{model}, {os.cpu_count()} cores, torch using {torch.get_num_threads()} threads"}
+    from fmlab.trainer.device import cpu_model
+
+    machine = {"cpu": f"{cpu_model()}, {os.cpu_count()} cores, torch using {torch.get_num_threads()} threads"}
     if torch.cuda.is_available():
         machine["gpu"] = torch.cuda.get_device_name(0)
     return machine
@@ -85,7 +79,7 @@ class Study:
     train_limit: int | None = None  # train on the first N images only (grads)
 
 
-def grad_configs(lrs: Sequence[float] = (0.1,), arch: str = "base", steps: int = GRAD_STEPS, batch: int = 64,
+def grad_configs(lrs: Sequence[float] = (GRAD_LR,), arch: str = "base", steps: int = GRAD_STEPS, batch: int = 64,
                  seed: int = 0, device: str = "auto") -> list[RunConfig]:  # fmt: skip
     """One-epoch runs over the first ``steps * batch`` images, every step recorded."""
     grid = parse_grid(lr=",".join(f"{v!r}" for v in lrs), arch=arch, batch_size=batch, seed=seed,
@@ -127,8 +121,8 @@ def plan_studies(quick: bool = False, threshold: float = 0.1) -> list[Study]:
             f"Gradients: the mean gradient over the first {GRAD_STEPS} training steps",
             "grads",
             grads,
-            f"base, lr 0.1, batch 64, seed 0: the first {GRAD_STEPS} steps of epoch 1 "
-            f"(the first {GRAD_STEPS * 64:,} training images), every step recorded.",
+            f"base, lr {GRAD_LR:g} (the notebook's setting), batch 64, seed 0: the first {GRAD_STEPS} steps "
+            f"of epoch 1 (the first {GRAD_STEPS * 64:,} training images), every step recorded.",
             train_limit=GRAD_STEPS * 64,
         )
     )
@@ -176,6 +170,23 @@ class ReproduceState:
 # ----------------------------------------------------------------- running
 
 
+def _keep_runs(earlier: Sweep, sweep: Sweep) -> None:
+    """A study whose plan changed (a run added, a setting changed) keeps every
+    run of the earlier sweep whose config it still asks for: finished ones as
+    they are, cut-off ones to continue from their checkpoint."""
+    old = earlier.record
+    for index, config in enumerate(sweep.record.configs):
+        for position, previous in enumerate(old.configs):
+            row = old.rows[position]
+            session = old.sessions[position] or (
+                row.session if row else None
+            )  # records before 0.2 kept it in the row
+            if previous == config and session:
+                sweep.record.sessions[index] = session
+                sweep.record.rows[index] = row
+                break
+
+
 class Reproduction:
     """Runs the studies into ``out_dir`` and writes the report; see the module doc."""
 
@@ -200,6 +211,18 @@ class Reproduction:
         self.sweeps: dict[str, Sweep] = {}
         self.environment: dict[str, str] = {}
 
+    @classmethod
+    def open(cls, out_dir: Path) -> Reproduction:
+        """An existing reproduction folder, to read (its report, its studies'
+        runs): planned as it was made, quick or not. SweepError when
+        ``out_dir`` holds no reproduction."""
+        state = Path(out_dir) / "state.json"
+        try:
+            quick = json.loads(state.read_text(encoding="utf-8")).get("quick") is True
+        except (OSError, ValueError, AttributeError):
+            raise SweepError(f"{out_dir}: not a reproduction folder (no readable state.json)") from None
+        return cls(out_dir, quick=quick)
+
     def sessions_dir(self, study: Study) -> Path:
         return self.out_dir / "sessions" / study.name
 
@@ -214,14 +237,31 @@ class Reproduction:
                     sweep = Sweep.resume(path, self.sessions_dir(study), self.on_warning)
                 except SweepError as exc:
                     self._warn(f"{exc}; starting the {study.name} study again")
-                if sweep is not None and sweep.record.configs != list(study.configs):
-                    sweep = None
-            if sweep is None:
+            earlier = sweep
+            if sweep is None or sweep.record.configs != list(study.configs):
                 sweep = Sweep.new(study.configs, self.sessions_dir(study), preset=study.name,
                                   table=study.table if study.table != "grads" else "grid",
                                   stacked=self.stacked, record_path=path, on_warning=self.on_warning)  # fmt: skip
+                if earlier is not None:
+                    _keep_runs(earlier, sweep)
             self.sweeps[study.name] = sweep
         return self.sweeps[study.name]
+
+    def finished(self, study: Study) -> list[tuple[RunRow, SessionRecord | None]]:
+        """The study's finished runs, each with its session (None when it cannot
+        be read). Sessions are found in the study's sessions folder by id (the
+        folder may have moved since its rows were written), and each row is
+        taken afresh from its session, which may know more (its best epoch)."""
+        out = []
+        for row in finished_rows(self.sweep(study).rows):
+            path = self.sessions_dir(study) / f"{row.session}.json"
+            try:
+                record = load(path if row.session and path.is_file() else Path(row.path))
+            except SessionError:
+                out.append((row, None))
+                continue
+            out.append((RunRow.from_record(record), record))
+        return out
 
     def pending_runs(self, study: Study) -> int:
         return len(self.sweep(study).record.pending())
@@ -252,7 +292,7 @@ class Reproduction:
     def _figures(self, study: Study) -> None:
         from fmlab.trainer.figures import gradient_figure, run_figures, sweep_figures
 
-        records = records_of(finished_rows(self.sweep(study).rows))
+        records = [record for _, record in self.finished(study) if record is not None]
         if not records:
             return
         figures = self.out_dir / "figures"

@@ -101,7 +101,10 @@ def load_sweep(path: Path) -> SweepRecord:
             grid=data["grid"],
             configs=[config_from_dict(r["config"]) for r in runs],
             rows=[RunRow.from_dict(r["result"]) if r["result"] else None for r in runs],
-            sessions=[_session_id(r.get("session")) for r in runs],
+            # records before 0.2 named a run's session in its result only
+            sessions=[
+                _session_id(r.get("session") or (r["result"] or {}).get("session") or None) for r in runs
+            ],
             stacked=bool(data.get("stacked", data.get("batched", True))),  # "batched" before 0.2
             status=effective_status(str(data["status"]), pid, host)
             if isinstance(pid, int)
@@ -128,6 +131,20 @@ def _session_id(value: object) -> str | None:
 
 def new_sweep_id(name: str) -> str:
     return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-sweep-{name}"
+
+
+def list_sweeps(sessions_dir: Path) -> tuple[list[SweepRecord], list[str]]:
+    """The sweep records saved beside a sessions folder, newest first, and one
+    line per file that cannot be read."""
+    folder = sweeps_dir(sessions_dir)
+    good, bad = [], []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            good.append(load_sweep(path))
+        except SweepError as exc:
+            bad.append(str(exc))
+    good.sort(key=lambda r: (r.created, r.id), reverse=True)
+    return good, bad
 
 
 def sweeps_dir(sessions_dir: Path) -> Path:

@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
+from fmlab.trainer.analysis import FINAL_BELOW_BEST
 from fmlab.trainer.config import ARCH_PRESETS, RunConfig
 from fmlab.trainer.fields import config_from_dict, config_to_dict
 from fmlab.trainer.sessions import SessionRecord
+from fmlab.trainer.studies.reference import reference_accuracy, reference_parameters
 
 FORMATS = ("markdown", "csv", "json")
 TABLES = ("lr", "convergence", "architectures", "grid")
@@ -35,6 +37,7 @@ class RunRow:
     converged_epoch: int | None
     epochs_done: int
     seconds: float
+    best_epoch: int | None = None  # of the best test accuracy (None in records from before it was kept)
 
     @classmethod
     def pending(cls, config: RunConfig) -> RunRow:
@@ -55,6 +58,7 @@ class RunRow:
             converged_epoch=results.converged_epoch if results else None,
             epochs_done=results.epochs_done if results else 0,
             seconds=results.seconds if results else 0.0,
+            best_epoch=results.best_epoch if results else None,
         )
 
     def to_dict(self) -> dict:
@@ -65,7 +69,10 @@ class RunRow:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunRow:
-        values = {k: data[k] for k in cls.__dataclass_fields__ if k != "config"}
+        optional = {"best_epoch"}  # absent in sweep records written before it was kept
+        values = {
+            k: data[k] for k in cls.__dataclass_fields__ if k != "config" and (k in data or k not in optional)
+        }
         return cls(config=config_from_dict(data["config"]), **values)
 
 
@@ -97,11 +104,45 @@ def accuracy_cell(row: RunRow) -> str:
     return f"{row.final_test_acc:.2f}" + (f" ({note})" if note else "")
 
 
+def _two(value: float) -> float:
+    """An accuracy as the tables print it: differences are taken between printed
+    values, so every number a reader sees follows from the others."""
+    return round(value, 2)
+
+
+def below_best(row: RunRow) -> float | None:
+    """How far the final accuracy is under the best, in points (as printed)."""
+    if row.final_test_acc is None or row.best_test_acc is None:
+        return None
+    return round(_two(row.best_test_acc) - _two(row.final_test_acc), 2)
+
+
+def final_marked(row: RunRow) -> bool:
+    """The final accuracy is more than FINAL_BELOW_BEST points under the best:
+    the run ends below what it reached, and its last number understates it."""
+    below = below_best(row)
+    return below is not None and below > FINAL_BELOW_BEST
+
+
+def final_cell(row: RunRow) -> str:
+    """The final accuracy (marked like accuracy_cell), and how far under the
+    best it is when that is more than FINAL_BELOW_BEST points."""
+    cell = accuracy_cell(row)
+    return cell + (f" ({below_best(row):.2f} below best)" if final_marked(row) else "")
+
+
+def best_cell(row: RunRow) -> str:
+    if row.best_test_acc is None:
+        return "-"
+    return f"{row.best_test_acc:.2f}" + (f" (epoch {row.best_epoch})" if row.best_epoch is not None else "")
+
+
 @dataclass(frozen=True)
 class Column:
     header: str
     text: Callable[[RunRow], str]  # for Markdown / the terminal
     value: Callable[[RunRow], object]  # for CSV / JSON
+    name: str = ""  # the CSV / JSON key, for a column made outside COLUMNS
 
 
 COLUMNS = {
@@ -121,8 +162,62 @@ COLUMNS = {
         "parameters", lambda r: f"{r.config.model.num_params:,}", lambda r: r.config.model.num_params
     ),
     "status": Column("status", lambda r: r.status, lambda r: r.status),
+    "final": Column("fmlab final (%)", final_cell, lambda r: r.final_test_acc),
+    "best": Column("fmlab best (%)", best_cell, lambda r: r.best_test_acc),
 }
-CSV_NAMES = {"accuracy": "accuracy", "epoch": "converged_epoch", "params": "parameters"}
+CSV_NAMES = {"accuracy": "accuracy", "epoch": "converged_epoch", "params": "parameters",
+             "final": "final_accuracy", "best": "best_accuracy"}  # fmt: skip
+
+
+def reference_columns(table: str) -> list[Column]:
+    """The reference's test accuracy beside fmlab's final one, and the
+    difference (fmlab final - reference, in points, as printed)."""
+
+    def reference(row: RunRow):
+        return reference_accuracy(table, row.config)
+
+    def difference(row: RunRow) -> float | None:
+        ref = reference(row)
+        if ref is None or ref.value is None or row.final_test_acc is None:
+            return None
+        return round(_two(row.final_test_acc) - ref.value, 2)
+
+    return [
+        Column("reference (%)", lambda r: reference(r).cell() if reference(r) else "-",
+               lambda r: reference(r).value if reference(r) else None, "reference"),
+        Column("difference", lambda r: "-" if difference(r) is None else f"{difference(r):+.2f}", difference,
+               "difference"),
+    ]  # fmt: skip
+
+
+def study_columns(table: str) -> list[str | Column]:
+    """A reference study's table: fmlab's final accuracy beside the reference's
+    and the difference, then fmlab's best accuracy with its epoch."""
+    reference, difference = reference_columns(table)
+    if table == "lr":
+        return ["lr", reference, "final", difference, "best"]
+    if table == "convergence":
+        return ["lr", reference, "final", difference, "best", "epoch"]
+    if table == "architectures":
+        return ["structure", reference, "final", difference, "best"]
+    return table_columns(table)
+
+
+def parameter_columns() -> list[str | Column]:
+    """Parameters per structure: fmlab's count, the reference's, the difference."""
+
+    def difference(row: RunRow) -> int | None:
+        ref = reference_parameters(row.config)
+        return None if ref is None else row.config.model.num_params - ref
+
+    return [
+        "structure",
+        Column("fmlab", lambda r: f"{r.config.model.num_params:,}", lambda r: r.config.model.num_params, "parameters"),
+        Column("reference", lambda r: f"{reference_parameters(r.config):,}" if reference_parameters(r.config) else "-",
+               lambda r: reference_parameters(r.config), "reference"),
+        Column("difference", lambda r: "-" if difference(r) is None else ("0 (match)" if difference(r) == 0 else f"{difference(r):+,}"),
+               difference, "difference"),
+    ]  # fmt: skip
 
 
 AXES: dict[str, Callable[[RunConfig], object]] = {
@@ -155,27 +250,27 @@ class TableWriter:
     """Writes a results table row by row as runs finish (Markdown, CSV), or all
     at once at the end (JSON, which is one document)."""
 
-    def __init__(self, columns: list[str], fmt: str, stream: TextIO) -> None:
-        self.columns, self.fmt, self.stream = columns, fmt, stream
+    def __init__(self, columns: Sequence[str | Column], fmt: str, stream: TextIO) -> None:
+        self.columns, self.fmt, self.stream = list(columns), fmt, stream
         self.rows: list[RunRow] = []
         self.started = False
 
     def header(self) -> None:
         self.started = True
         if self.fmt == "markdown":
-            self._write(_markdown_line([COLUMNS[c].header for c in self.columns]))
+            self._write(_markdown_line([_column(c).header for c in self.columns]))
             self._write(_markdown_line(["---"] * len(self.columns)))
         elif self.fmt == "csv":
-            self._write(_csv_line([CSV_NAMES.get(c, c) for c in self.columns]))
+            self._write(_csv_line([_key(c) for c in self.columns]))
 
     def row(self, row: RunRow) -> None:
         if not self.started:
             self.header()
         self.rows.append(row)
         if self.fmt == "markdown":
-            self._write(_markdown_line([COLUMNS[c].text(row) for c in self.columns]))
+            self._write(_markdown_line([_column(c).text(row) for c in self.columns]))
         elif self.fmt == "csv":
-            self._write(_csv_line([COLUMNS[c].value(row) for c in self.columns]))
+            self._write(_csv_line([_column(c).value(row) for c in self.columns]))
 
     def close(self) -> None:
         if not self.started:
@@ -189,6 +284,15 @@ class TableWriter:
         self.stream.flush()
 
 
+def _column(column: str | Column) -> Column:
+    return COLUMNS[column] if isinstance(column, str) else column
+
+
+def _key(column: str | Column) -> str:
+    """The column's CSV / JSON name."""
+    return CSV_NAMES.get(column, column) if isinstance(column, str) else column.name
+
+
 def _markdown_line(cells: list[str]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -199,16 +303,16 @@ def _csv_line(cells: list[object]) -> str:
     return buffer.getvalue()
 
 
-def json_table(columns: list[str], rows: Sequence[RunRow]) -> str:
+def json_table(columns: Sequence[str | Column], rows: Sequence[RunRow]) -> str:
     items = []
     for row in rows:
-        item = {CSV_NAMES.get(c, c): COLUMNS[c].value(row) for c in columns}
+        item = {_key(c): _column(c).value(row) for c in columns}
         item.update(status=row.status, note=outcome(row), session=row.session)
         items.append(item)
     return json.dumps(items, indent=2, allow_nan=False)
 
 
-def table_text(columns: list[str], rows: Sequence[RunRow], fmt: str) -> str:
+def table_text(columns: Sequence[str | Column], rows: Sequence[RunRow], fmt: str) -> str:
     """The whole table as one string in ``fmt``."""
     buffer = io.StringIO()
     writer = TableWriter(columns, fmt, buffer)

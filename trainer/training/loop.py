@@ -31,7 +31,7 @@ from fmlab.trainer.config import RunConfig
 from fmlab.trainer.data import FashionMNIST
 from fmlab.trainer.device import device_name, resolve_device
 from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted
-from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step
+from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step, lowest_test_loss_epoch
 from fmlab.trainer.models import summarize
 from fmlab.trainer.training.checkpoint import Checkpoint
 from fmlab.trainer.training.graphs import choose_step
@@ -116,6 +116,7 @@ class _Run:
                 converged_epoch=self.tracker.converged_epoch,
                 seconds=self.seconds_before + seconds,
                 message=self.message,
+                lowest_test_loss_epoch=lowest_test_loss_epoch(self.history),
             )
         )
 
@@ -213,6 +214,7 @@ class _Stack:
             test_size=n_test,
             steps_per_epoch=-(-n_train // config.batch_size),
             notes=(self.note,) if self.note else (),
+            train_total=self.data.train_total or n_train,
         )
 
     def _end_resumed_runs(self) -> None:

@@ -16,7 +16,9 @@ class StepRecorder:
     """One device buffer row per recorded step, [members, loss + statistics]."""
 
     def __init__(self, members: int, num_layers: int, device: torch.device, capacity: int = 256) -> None:
-        self.buffer = torch.empty(capacity, members, 3 + num_layers, device=device)
+        # loss, then the stepper's statistics (see Stepper): 3 + 2 * layers
+        self.buffer = torch.empty(capacity, members, 4 + 2 * num_layers, device=device)
+        self.num_layers = num_layers
         self.steps: list[tuple[int, int]] = []
         self.last_flush = time.perf_counter()
 
@@ -35,10 +37,20 @@ class StepRecorder:
         """Each member position's step events since the last flush."""
         rows = self.buffer[: len(self.steps)].tolist()
         per_member: list[list[StepMetrics]] = [[] for _ in range(self.buffer.shape[1])]
+        layers = self.num_layers
         for (step, epoch), row in zip(self.steps, rows):
-            for position, values in enumerate(row):
+            for position, v in enumerate(row):
                 per_member[position].append(
-                    StepMetrics(step, epoch, values[0], values[1], values[2], tuple(values[3:]))
+                    StepMetrics(
+                        step,
+                        epoch,
+                        loss=v[0],
+                        grad_mean=v[1],
+                        grad_norm=v[2],
+                        layer_norms=tuple(v[4 : 4 + layers]),
+                        grad_sum_of_means=v[3],
+                        layer_grad_means=tuple(v[4 + layers :]),
+                    )  # fmt: skip
                 )
         self.steps.clear()
         self.last_flush = time.perf_counter()

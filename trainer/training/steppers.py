@@ -48,8 +48,10 @@ class Stepper:
 
     ``step`` trains every member on one batch and returns each member's
     summed loss ``[M]`` and, when asked, its gradient statistics
-    ``[M, 2 + layers]``: mean over every parameter, global L2 norm, L2 norm
-    per layer (weight and bias). Sums of loss and correct predictions are kept
+    ``[M, 3 + 2 * layers]``: the mean over every parameter, the global L2
+    norm, the sum over parameter tensors of each tensor's mean (the
+    notebook's quantity), then the L2 norm per layer and the mean per layer
+    (weight and bias together). Sums of loss and correct predictions are kept
     as device tensors, so nothing here waits for the device.
     """
 
@@ -62,6 +64,12 @@ class Stepper:
         # kept on the device: a Python float per member would force a sync per step
         self.lr = torch.tensor([c.optimizer.lr for c in configs], device=device)
         self.num_params = configs[0].model.num_params
+        # parameters per weight and per bias tensor, input layer first (made here:
+        # a CUDA graph cannot copy a new tensor to the device while it captures)
+        self.weight_sizes = torch.tensor(
+            [w[0].numel() for w in self.weights], dtype=torch.float, device=device
+        )
+        self.bias_sizes = torch.tensor([b[0].numel() for b in self.biases], dtype=torch.float, device=device)
         self.loss_sum = torch.zeros(len(configs), device=device)
         self.correct = torch.zeros(len(configs), dtype=torch.long, device=device)
 
@@ -187,13 +195,22 @@ class Stepper:
         """Train every member on one batch; ``onehot_t`` is the targets as [10, batch]."""
         raise NotImplementedError
 
-    def _stats(self, sums: list[torch.Tensor], squares: list[torch.Tensor]) -> torch.Tensor:
-        """[grad mean, global L2 norm, L2 norm per layer...] per member, from each
-        layer's gradient sum [M] and squared norm [M] (input layer first)."""
-        per_layer = torch.stack(squares, 1)  # [M, layers]
-        mean = torch.stack(sums, 1).sum(1, keepdim=True) / self.num_params
+    def _stats(self, weight_sums: list[torch.Tensor], bias_sums: list[torch.Tensor],
+               squares: list[torch.Tensor]) -> torch.Tensor:  # fmt: skip
+        """[grad mean, global L2 norm, sum of tensor means, L2 norm per layer...,
+        mean per layer...] per member, from each layer's weight-gradient sum [M],
+        bias-gradient sum [M] and squared norm [M] (input layer first). Only
+        elementwise work and reductions over a member's own few columns: the
+        same numbers whatever the stack."""
+        weight_sums, bias_sums = torch.stack(weight_sums, 1), torch.stack(bias_sums, 1)  # [M, layers]
+        per_layer = torch.stack(squares, 1)
+        layer_sums = weight_sums + bias_sums
+        mean = layer_sums.sum(1, keepdim=True) / self.num_params
         norm = per_layer.sum(1, keepdim=True).sqrt()
-        return torch.cat([mean, norm, per_layer.sqrt()], 1)
+        # the notebook's gradient: for p in model.parameters(): g += p.grad.mean()
+        tensor_means = (weight_sums / self.weight_sizes + bias_sums / self.bias_sizes).sum(1, keepdim=True)
+        layer_means = layer_sums / (self.weight_sizes + self.bias_sizes)
+        return torch.cat([mean, norm, tensor_means, per_layer.sqrt(), layer_means], 1)
 
     def take_epoch_sums(self) -> tuple[list[float], list[int]]:
         loss, correct = self.loss_sum.tolist(), self.correct.tolist()
@@ -257,13 +274,14 @@ class PlainSGD(Stepper):
         outputs = self.forward(x)
         # times lr / batch: every product below is lr * gradient, the update's own scale
         loss, delta = self._loss_and_delta(outputs, y, onehot_t, self._scale(x.shape[0]))
-        sums, squares = [], []
+        weight_sums, bias_sums, squares = [], [], []
         for index in range(self.depth - 1, -1, -1):
             inputs = outputs[index]
             back = self._backward_input(index, delta, inputs) if index else None
             grad_b = delta.sum(2)
             if want_stats:
-                sums.append(_weight_grad_sum(delta, inputs) + grad_b.sum(1))
+                weight_sums.append(_weight_grad_sum(delta, inputs))
+                bias_sums.append(grad_b.sum(1))
                 squares.append(self._weight_grad_square(index, delta, inputs) + grad_b.square().sum(1))
             self._weight_product(index, delta, inputs, self.weights[index], alpha=-1.0, beta=1.0)
             self.biases[index].sub_(grad_b)
@@ -271,7 +289,7 @@ class PlainSGD(Stepper):
         if not want_stats:
             return loss, None
         # the products held lr * gradient, and every column is linear in it
-        return loss, self._stats(sums[::-1], squares[::-1]) / self.lr.view(-1, 1)
+        return loss, self._stats(weight_sums[::-1], bias_sums[::-1], squares[::-1]) / self.lr.view(-1, 1)
 
     # The statistics come from the factors of each weight gradient, delta @ inputs^T,
     # without forming it: its sum is sum_b (sum_o delta) (sum_i inputs), and its
@@ -331,13 +349,14 @@ class MomentumOrAdam(Stepper):
     def _grad_stats(self) -> torch.Tensor:
         # member by member: a reduction over one member's tensor is split between
         # threads differently from the same reduction over a stack of them
-        sums, squares = [], []
+        weight_sums, bias_sums, squares = [], [], []
         for weight, bias in zip(self.grads[0::2], self.grads[1::2]):
-            sums.append(torch.stack([weight[m].sum() + bias[m].sum() for m in range(self.size)]))
+            weight_sums.append(torch.stack([weight[m].sum() for m in range(self.size)]))
+            bias_sums.append(torch.stack([bias[m].sum() for m in range(self.size)]))
             squares.append(
                 torch.stack([weight[m].square().sum() + bias[m].square().sum() for m in range(self.size)])
             )
-        return self._stats(sums, squares)
+        return self._stats(weight_sums, bias_sums, squares)
 
     def _per_member(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return values.view(-1, *([1] * (like.dim() - 1)))

@@ -35,7 +35,10 @@ def _steps(text: str) -> int:
 
 def grads(
     lr: str = typer.Option(
-        "0.1", "--lr", help="Learning rates, e.g. 0.1 or 1,0.1,0.01,0.001.", metavar="LRS"
+        "0.01",
+        "--lr",
+        help="Learning rates, e.g. 0.01 (the notebook's) or 1,0.1,0.01,0.001.",
+        metavar="LRS",
     ),
     arch: str = typer.Option(
         "base", help="A preset (base, deeper, wider) or widths like 128,64.", metavar="ARCHS"
@@ -57,13 +60,15 @@ def grads(
     sessions_dir: Optional[Path] = sessions_dir_option(SESSIONS_HELP),
     quiet: bool = quiet_option(),
 ) -> None:
-    """The mean gradient over the first training steps, as numbers and a curve.
+    """The mean gradient over the first training steps, as numbers and curves.
 
     Trains the first STEPS batches of epoch 1 (every step recorded) and prints
-    a summary, then the mean gradient per step. Example: fmlab grads --figure grads.png
+    both definitions of the mean gradient, the notebook's (the sum of each
+    parameter tensor's mean) and the mean over all parameters: a summary, how
+    they differ, then both per step. Example: fmlab grads --figure grads.png
     """
     from fmlab.trainer.config import ConfigError
-    from fmlab.trainer.studies.grads import grad_summary_text, grad_table
+    from fmlab.trainer.studies.grads import HOW_THEY_DIFFER, grad_summary_text, grad_table
     from fmlab.trainer.studies.grid import parse_grid
     from fmlab.trainer.studies.reproduce import grad_configs
 
@@ -104,12 +109,14 @@ def grads(
         fail("no run finished")
     text = grad_table(records, fmt, count)
     if fmt == "markdown":
-        typer.echo(grad_summary_text(records, count) + "\n")
+        typer.echo(grad_summary_text(records, count) + "\n\n" + HOW_THEY_DIFFER + "\n")
     typer.echo(text, nl=False)
     write_out(out, text)
     if figure is not None:
         from fmlab.trainer.figures import gradient_figure
 
-        title = f"mean gradient, first {count} steps ({configs[0].model.name}, batch {configs[0].batch_size})"
+        title = (
+            f"mean gradients, first {count} steps ({configs[0].model.name}, batch {configs[0].batch_size})"
+        )
         typer.echo(f"figure saved: {gradient_figure(records, figure, title)}", err=True)
     typer.echo(f"sessions saved in {directory}", err=True)

@@ -40,7 +40,7 @@ def sessions_list(
     for problem in bad:
         warn(problem)
     if json_output:
-        print_json([{**asdict(s), "path": str(s.path)} for s in good])
+        print_json([{**asdict(s), "path": str(s.path), "partial_data": s.partial_data} for s in good])
         return
     if not good:
         say(f"no sessions in {directory}")
@@ -55,11 +55,12 @@ def sessions_list(
             percent(s.best_test_acc),
             percent(s.final_test_acc),
             optional(s.converged_epoch),
+            s.train_data.short() if s.train_data else "?",
             s.status,
         )
         for s in good
     ]
-    headers = ("id", "when", "arch", "lr", "epochs", "best", "final", "conv", "status")
+    headers = ("id", "when", "arch", "lr", "epochs", "best", "final", "conv", "data", "status")
     say_lines(text_table(headers, rows, right={3, 4, 5, 6, 7}))
 
 
@@ -72,11 +73,15 @@ def say_lines(text: str) -> None:
 def sessions_show(
     session: str = typer.Argument(..., help="Session id (or a unique prefix of it, or a path)."),
     sessions_dir: Optional[Path] = sessions_dir_option(),
-    json_output: bool = typer.Option(False, "--json", help="Print the whole session file as JSON."),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print the whole session file as JSON, with its analysis."
+    ),
 ) -> None:
-    """Show one session: config, environment, results and per-epoch metrics."""
+    """Show one session: config, environment, results, per-epoch metrics and
+    what its curves say (lowest test loss, best accuracy, stability, trend)."""
     import json
 
+    from fmlab.trainer.analysis import analysis_lines, analyze_record
     from fmlab.trainer.sessions import SessionError, encode, find_session, load
 
     try:
@@ -85,8 +90,9 @@ def sessions_show(
         fail(str(exc))
     for warning in record.warnings:
         warn(warning)
+    analysis = analyze_record(record)
     if json_output:
-        print_json(json.loads(encode(record)))
+        print_json({**json.loads(encode(record)), "analysis": analysis.to_dict()})
         return
     results = record.results
     say(f"session {record.id}  ({record.path})")
@@ -98,6 +104,8 @@ def sessions_show(
         f"ran on:  {env.get('device', '?')} ({env.get('device_name', '?')}), torch {env.get('torch', '?')}, created {record.created}"
     )
     say(f"status:  {record.status}" + (f" ({results.message})" if results and results.message else ""))
+    if record.train_data is not None:
+        say(f"data:    {record.train_data.describe()}")
     if results:
         say(
             f"results: final {percent(results.final_test_acc)}, best {percent(results.best_test_acc)}"
@@ -123,6 +131,9 @@ def sessions_show(
                 right=set(range(6)),
             )
         )
+    say("analysis:")
+    for line in analysis_lines(analysis):
+        say(f"  {line}")
 
 
 def export(
