@@ -155,6 +155,9 @@ class SessionSummary:
     final_test_acc: float | None
     best_test_acc: float | None
     converged_epoch: int | None
+    batch_size: int = 64
+    seed: int = 0
+    study: str = ""  # the subfolder it was found in ("lr" for sessions/lr/ID.json), "" at the top
 
 
 class UnsafeSessionId(ValueError):
