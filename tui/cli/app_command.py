@@ -17,10 +17,11 @@ from fmlab.tui.cli.output import USAGE_ERROR, fail, usage_error, warn
 
 
 def in_a_terminal() -> bool:
-    """Whether the app has a terminal to read keys from and draw on."""
+    """Whether the app has a terminal to read keys from and draw on (it
+    draws on stderr): stdin, stdout and stderr are all one."""
     import sys
 
-    streams = (sys.stdin, sys.stdout)
+    streams = (sys.stdin, sys.stdout, sys.stderr)
     return all(stream is not None and hasattr(stream, "isatty") and stream.isatty() for stream in streams)
 
 
@@ -42,7 +43,7 @@ def open_app(replay: Optional[str], sessions_dir: Optional[Path], data_dir: Opti
     if directory.exists() and not directory.is_dir():
         usage_error("sessions-dir", f"{directory} is not a folder")
     if not in_a_terminal():
-        fail("the app needs a terminal (stdin and stdout are not one); see fmlab --help", USAGE_ERROR)
+        fail("the app needs a terminal (stdin, stdout and stderr); see fmlab --help", USAGE_ERROR)
     replay_record = None
     if replay is not None:
         try:
