@@ -17,7 +17,7 @@ from session_files import make_record, write_record
 from typer.testing import CliRunner
 
 from fmlab.trainer.events import EpochMetrics
-from fmlab.trainer.sessions import load
+from fmlab.trainer.sessions import SessionError, load
 from fmlab.tui.cli import app
 from fmlab.tui.cli.progress import ProgressPrinter
 
@@ -285,10 +285,15 @@ def test_json_output_is_objects_everywhere(tiny_data_dir, sessions_dir):
         assert isinstance(json.loads(result.stdout), (list, dict)), command
 
 
-def test_summary_says_1_epoch(tiny_data_dir, sessions_dir):
+def test_piped_lines_are_whole_and_say_1_epoch(tiny_data_dir, sessions_dir):
     result = invoke("train", "--epochs", 1, "--arch", "8", "--data-dir", tiny_data_dir,
                     "--sessions-dir", sessions_dir)  # fmt: skip
     assert ", 1 epoch in " in result.output and "1 epochs" not in result.output
+    lines = result.output.splitlines()
+    started = next(line for line in lines if line.startswith("training "))
+    assert len(started) > 80 and started.endswith("test images")  # not cut at 80 columns
+    epoch = next(line for line in lines if line.startswith("epoch   1"))
+    assert len(epoch) > 80 and epoch.endswith("samples/s")
 
 
 # ------------------------------------------------------------- the schema
@@ -333,7 +338,6 @@ def test_the_schema_validates_real_session_files(tiny_data_dir, sessions_dir, tm
     ],
 )
 def test_what_the_schema_refuses_fmlab_refuses(sessions_dir, spoil):
-    from fmlab.trainer.sessions import SessionError
     from fmlab.trainer.sessions.schema import session_schema
 
     document = json.loads(write_record(sessions_dir, make_record("good")).read_text())
@@ -361,3 +365,36 @@ def test_bare_fmlab_with_stdin_from_dev_null_does_not_hang(tmp_path):
         done = subprocess.run([sys.executable, "-m", "fmlab"], stdin=nothing, capture_output=True, text=True,
                               cwd=tmp_path, timeout=60, env={**os.environ, "PYTHONPATH": ""})  # fmt: skip
     assert done.returncode == 2 and "Usage: fmlab" in done.stderr and done.stdout == ""
+
+
+def test_a_member_added_later_is_one_declaration_and_old_files_still_read(monkeypatch, sessions_dir):
+    """How the next step column (or a header marker) will be added: one line
+    in the declarations, and the schema and the reader follow it."""
+    from dataclasses import dataclass, field
+
+    from fmlab.trainer.sessions import decode, format, schema
+
+    @dataclass
+    class Curve(format.StepCurve):
+        grad_mean_abs: list = field(default_factory=list)
+
+    steps = schema.Record({**schema.STEPS.members, "grad_mean_abs": schema.Missing(schema.Values(), list)},
+                          where="steps")  # fmt: skip
+    monkeypatch.setattr(decode, "STEPS", steps)
+    monkeypatch.setattr(decode, "BODY", {**schema.BODY, "steps": steps})
+    monkeypatch.setattr(decode, "StepCurve", Curve)
+    old = write_record(sessions_dir, make_record("old-file"))
+    values = load(old).steps.grad_mean_abs  # absent: not measured then
+    assert len(values) == len(load(old).steps.step) and all(v != v for v in values)
+    document = json.loads(old.read_text())
+    document["steps"]["grad_mean_abs"] = [0.5] * len(document["steps"]["step"])
+    new = sessions_dir / "new-file.json"
+    new.write_text(json.dumps({**document, "id": "new-file"}))
+    assert load(new).steps.grad_mean_abs == document["steps"]["grad_mean_abs"]
+    document["steps"]["grad_mean_abs"] = [0.5]
+    new.write_text(json.dumps({**document, "id": "new-file"}))
+    with pytest.raises(SessionError, match="column 'grad_mean_abs' has 1 rows"):
+        load(new)
+    spec = schema.Record({**schema.BODY, "steps": steps}).schema()
+    assert "grad_mean_abs" in spec["properties"]["steps"]["properties"]
+    assert "grad_mean_abs" not in spec["properties"]["steps"]["required"]

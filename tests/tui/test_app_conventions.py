@@ -115,11 +115,11 @@ async def test_clicking_a_header_sorts_by_it_and_again_reverses(fixed_sessions):
         assert browser.sort_key == "lr" and not browser.descending
         assert ids_in_order(browser)[:3] == ["20250302-100000-wider-lr0.01-bbbb", "20250301-100000-base-lr0.1-aaaa",
                                              "20250303-100000-64-32-lr0.5-cccc"]  # fmt: skip
-        assert str(table.columns[table.ordered_columns[lr].key].label) == "lr ▲"
+        assert str(table.columns[table.ordered_columns[lr].key].label) == "lr▲"
         await pilot.click(table, offset=(x, 1))
         await pilot.pause()
         assert browser.descending and ids_in_order(browser)[0] == "20250303-100000-64-32-lr0.5-cccc"
-        assert str(table.ordered_columns[lr].label) == "lr ▼"
+        assert str(table.ordered_columns[lr].label) == "lr▼"
         assert "sorted by lr ▼" in table.border_subtitle
 
 

@@ -15,6 +15,7 @@ guessing (results that disagree with the epoch rows) is, with a line in
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from dataclasses import replace
@@ -25,7 +26,7 @@ from fmlab.trainer.config import RunConfig
 from fmlab.trainer.events import EpochMetrics, RunResults
 from fmlab.trainer.regular_files import NotRegularFile, read_regular_file
 from fmlab.trainer.sessions.format import SessionError, SessionRecord, StepCurve
-from fmlab.trainer.sessions.schema import BODY, HEADER, STEPS, Place, Record, Tag, quoted
+from fmlab.trainer.sessions.schema import BODY, HEADER, STEPS, Missing, Place, Record, Tag, quoted
 from fmlab.trainer.text import visible
 
 # A real session is tens of KiB (the step curve is bounded); this leaves room
@@ -177,9 +178,12 @@ def _check_epochs(epochs: list[EpochMetrics], config: RunConfig, place: Place) -
 def _decode_steps(steps: dict[str, Any], config: RunConfig, place: Place) -> StepCurve:
     """The step columns, each as long as ``step``, in order."""
     rows = len(steps["step"])
-    for key in STEPS.members:
+    for key, spec in STEPS.members.items():
         column = steps[key]
-        if isinstance(column, list) and key != "step" and len(column) != rows:
+        if isinstance(spec, Missing) and column == [] and rows:
+            # a column added after the file was written: not measured then
+            steps[key] = [[] if getattr(spec.spec, "lists", False) else math.nan for _ in range(rows)]
+        elif isinstance(column, list) and key != "step" and len(column) != rows:
             place.fail(f"column {key!r} has {len(column)} rows, expected {rows}")
     curve = StepCurve(**{**steps, "stride": max(1, steps["stride"])})
     if any(b <= a for a, b in zip(curve.step, curve.step[1:])):

@@ -249,10 +249,27 @@ class Nullable(Spec):
 
 
 @dataclass(frozen=True)
+class Missing(Spec):
+    """A member older files do not have: ``default`` when it is absent, else
+    checked by ``spec`` (a member added later is ``Missing(spec, default)``,
+    so files written before it still read)."""
+
+    spec: Spec
+    default: Any = None
+
+    def check(self, value: Any, place: Place, name: str) -> Any:
+        return self.spec.check(value, place, name)
+
+    def schema(self) -> dict:
+        return self.spec.schema()
+
+
+@dataclass(frozen=True)
 class Record(Spec):
-    """An object with these members, every one required; read into
-    ``build(**members)`` (a dict when None). Members are checked in order.
-    ``where`` names the object in messages about its members."""
+    """An object with these members, every one required unless declared
+    ``Missing``; read into ``build(**members)`` (a dict when None). Members
+    are checked in order. ``where`` names the object in messages about its
+    members."""
 
     members: Mapping[str, Spec]
     build: Callable[..., Any] | None = None
@@ -268,6 +285,9 @@ class Record(Spec):
         values = {}
         for key, spec in self.members.items():
             if key not in value:
+                if isinstance(spec, Missing):
+                    values[key] = spec.default() if callable(spec.default) else spec.default
+                    continue
                 inner.fail(f"missing field {key!r}")
             values[key] = spec.check(value[key], inner, f"field {key!r}")
         return self.build(**values) if self.build else values
@@ -277,7 +297,7 @@ class Record(Spec):
             {
                 "type": "object",
                 "properties": {key: spec.schema() for key, spec in self.members.items()},
-                "required": list(self.members),
+                "required": [key for key, spec in self.members.items() if not isinstance(spec, Missing)],
             },
             self.description,
         )

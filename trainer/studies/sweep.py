@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ from fmlab.trainer.fields import config_from_dict, config_to_dict
 from fmlab.trainer.jobs import Job, JobError, JobService, resume_job
 from fmlab.trainer.sessions import SessionError, SessionRecord, effective_status, load
 from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
+from fmlab.trainer.sessions.store import NEWEST
 from fmlab.trainer.studies.tables import RunRow
 
 SCHEMA = "fmlab.sweep"
@@ -145,7 +145,7 @@ def find_sweep(sessions_dir: Path, ref: str) -> Path:
     names = sorted(p.name[:-5] for p in folder.glob("*.json")) if folder.is_dir() else []
     if ref in names:
         return folder / f"{ref}.json"
-    newest = 1 if ref == "latest" else int(ref[1:]) if re.fullmatch(r"-[1-9][0-9]*", ref) else None
+    newest = 1 if ref == "latest" else int(match.group(1)) if (match := NEWEST.fullmatch(ref)) else None
     if newest is not None:
         # ids start with the time they were made: the newest sort last
         if newest > len(names):

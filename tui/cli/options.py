@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Optional, TypeVar
@@ -17,6 +16,7 @@ from typer.core import TyperCommand
 
 from fmlab.trainer.config import ARCH_PRESETS
 from fmlab.trainer.fields import RUN_FIELDS, Choice, Field, Widths, YesNo
+from fmlab.trainer.sessions.store import NEWEST
 from fmlab.tui.cli.output import absolute, fail, usage_error
 
 Command = TypeVar("Command", bound=Callable[..., None])
@@ -113,8 +113,6 @@ def session_ref_argument(help: str = REF_HELP):
 
 
 # ----------------------------------------------------------------- choices
-
-NEWEST = re.compile(r"-[1-9][0-9]*")
 
 
 def choices_metavar(choices: Sequence[str], more: str = "") -> str:

@@ -32,7 +32,7 @@ COLUMNS = (
     Column("epochs", "epochs", 7, lambda s: (s.epochs_done, s.epochs)),
     Column("final", "final", 6, lambda s: _or_low(s.final_test_acc)),
     Column("best", "best", 6, lambda s: _or_low(s.best_test_acc)),
-    Column("conv", "conv", 4, lambda s: s.converged_epoch if s.converged_epoch is not None else 10**9),
+    Column("conv", "conv", 5, lambda s: s.converged_epoch if s.converged_epoch is not None else 10**9),
     Column("status", "status", 11, lambda s: s.status),
     # past 80 columns (the detail line under the table shows them too)
     Column("bs", "bs", 5, lambda s: s.batch_size),

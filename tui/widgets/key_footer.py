@@ -30,9 +30,7 @@ class KeyFooter(Footer):
         for _node, binding, enabled, tooltip in self.screen.active_bindings.values():
             if binding.show and binding.action not in shown:
                 shown[binding.action] = (binding, enabled, tooltip)
-        keys = sorted(
-            shown.values(), key=lambda item: FIRST.index(item[0].key) if item[0].key in FIRST else len(FIRST)
-        )
+        keys = sorted(shown.values(), key=lambda item: _place(item[0]))
         self.styles.grid_size_columns = len(keys)
         for binding, enabled, tooltip in keys:
             yield FooterKey(
