@@ -12,10 +12,12 @@ from idx_files import write_dataset  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path_factory):
-    """No test sees the developer's data, sessions or download cache."""
+    """No test sees the developer's data, sessions, download cache or app
+    settings, nor writes to them: each test has its own (empty) folders."""
     for name in ("FMLAB_DATA", "FMLAB_SESSIONS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
 
 
 @pytest.fixture(scope="session")

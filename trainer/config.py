@@ -24,6 +24,7 @@ NUM_CLASSES = 10
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 60_000
 MAX_WIDTH = 1_000_000
+MAX_LR = 1e6
 # A model whose parameters, gradients and optimizer state would not fit in this
 # many bytes is refused before anything is allocated.
 MAX_MODEL_BYTES = 8 * 2**30
@@ -126,7 +127,7 @@ class RunConfig:
         text = f"{self.model.name} lr={opt.lr:g} {opt.name}"
         if opt.name == "sgd" and opt.momentum:
             text += f" m={opt.momentum:g}"
-        return f"{text} bs={self.batch_size} {self.epochs} epochs"
+        return f"{text} bs={self.batch_size} {self.epochs} epoch{'s' if self.epochs != 1 else ''}"
 
 
 def parse_widths(text: str, field: str = "arch") -> tuple[int, ...]:
@@ -182,6 +183,6 @@ def parse_lr(value: object, field: str = "lr") -> float:
     lr = parse_number(value, field, float)
     if lr <= 0:
         raise ConfigError(field, f"{lr:g} must be greater than 0")
-    if lr > 1e6:
-        raise ConfigError(field, f"{lr:g} is too large (at most 1e6)")
+    if lr > MAX_LR:
+        raise ConfigError(field, f"{lr:g} is too large (at most {MAX_LR:g})")
     return float(lr)

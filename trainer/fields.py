@@ -21,6 +21,8 @@ from fmlab.trainer.config import (
     DEVICES,
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
+    MAX_LR,
+    MAX_WIDTH,
     OPTIMIZERS,
     ConfigError,
     ModelSpec,
@@ -44,6 +46,19 @@ class Parser:
         """The value as someone would type it."""
         return str(value)
 
+    def json_schema(self) -> dict:
+        """What a session file may hold for the field, as JSON Schema."""
+        raise NotImplementedError
+
+    def json_type_problem(self, value: object) -> str | None:
+        """Why ``value``, read from JSON, is not of the field's JSON type (a
+        file holds ``10``, not ``"10"``), or None; the schema says the same."""
+        kinds = {"integer": (int,), "number": (int, float), "string": (str,), "boolean": (bool,)}
+        kind = self.json_schema()["type"]
+        if isinstance(value, bool) != (kind == "boolean") or not isinstance(value, kinds[kind]):
+            return f"must be {'a' if kind != 'integer' else 'an'} {kind}"
+        return None
+
     def split(self, text: object, option: str) -> list[object]:
         """A sweep option's values: comma-separated."""
         parts = [p.strip() for p in str(text).split(",")]
@@ -60,6 +75,9 @@ class Whole(Parser):
     def parse(self, value: object, option: str) -> int:
         return int(_in_range(value, option, int, self.low, self.high))
 
+    def json_schema(self) -> dict:
+        return {"type": "integer", "minimum": self.low, "maximum": self.high}
+
 
 @dataclass(frozen=True)
 class Real(Parser):
@@ -72,6 +90,9 @@ class Real(Parser):
     def text(self, value: object) -> str:
         return f"{value:g}"
 
+    def json_schema(self) -> dict:
+        return {"type": "number", "minimum": self.low, "maximum": self.high}
+
 
 @dataclass(frozen=True)
 class LearningRate(Parser):
@@ -82,6 +103,9 @@ class LearningRate(Parser):
 
     def text(self, value: object) -> str:
         return f"{value:g}"
+
+    def json_schema(self) -> dict:
+        return {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_LR}
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,14 @@ class Choice(Parser):
         """(shown, value) pairs for a select box."""
         return list(zip(self.names or self.choices, self.choices))
 
+    def json_schema(self) -> dict:
+        return {"type": "string", "enum": list(self.choices)}
+
+    def json_type_problem(self, value: object) -> str | None:
+        if value not in self.choices:  # a file holds the value as fmlab writes it
+            return f"{value!r} is not one of {', '.join(self.choices)}"
+        return None
+
 
 @dataclass(frozen=True)
 class YesNo(Parser):
@@ -115,6 +147,9 @@ class YesNo(Parser):
     def text(self, value: object) -> str:
         return "yes" if value else "no"
 
+    def json_schema(self) -> dict:
+        return {"type": "boolean"}
+
 
 @dataclass(frozen=True)
 class Widths(Parser):
@@ -127,6 +162,10 @@ class Widths(Parser):
 
     def text(self, value: object) -> str:
         return ModelSpec(tuple(value)).name
+
+    def json_schema(self) -> dict:
+        """The name only names the net (``hidden`` holds the widths)."""
+        return {"type": "string"}
 
     def split(self, text: object, option: str) -> list[object]:
         """``base,wider`` (preset names), ``128,64`` (one net by its widths) or
@@ -366,11 +405,35 @@ def config_of_json(data: object) -> RunConfig:
     ):
         raise ConfigError("hidden", "must be a list of whole numbers")
     for field in RUN_FIELDS:
-        if isinstance(field.parser, YesNo) and not isinstance(data[field.name], bool):
-            raise ConfigError(field.name, "must be true or false")
+        problem = field.parser.json_type_problem(data[field.name])
+        if problem is not None:
+            raise ConfigError(
+                field.name, "must be true or false" if isinstance(field.parser, YesNo) else problem
+            )
     values = {field.name: data[field.name] for field in RUN_FIELDS}
     values["arch"] = tuple(hidden)  # the widths are the net; the name only names it
     return build_config(parse_values(values))
+
+
+def config_json_schema() -> dict:
+    """What config_of_json accepts, as JSON Schema: one member per field,
+    typed and bounded by its parser, and ``hidden``, the widths."""
+    properties: dict[str, dict] = {}
+    for field in RUN_FIELDS:
+        properties[field.name] = {**field.parser.json_schema(), "description": field.help}
+        if field.name == "arch":
+            properties["hidden"] = {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": MAX_WIDTH},
+                "minItems": 1,
+                "description": "The hidden layers' widths: the network itself.",
+            }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "description": "The run's settings, one member per field of fmlab.trainer.fields.",
+    }
 
 
 def parse_run_config(**values: object) -> RunConfig:

@@ -12,21 +12,24 @@ from typing import Protocol, TypeVar
 
 from textual import work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.screen import Screen
 
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.data import DatasetCache
 from fmlab.trainer.sessions import ListingCache, SessionRecord
+from fmlab.tui.keys import APP_KEYS, section_for, sections_for
+from fmlab.tui.literal import notify_literally
 from fmlab.tui.screens.compare import CompareScreen
 from fmlab.tui.screens.configure import ConfigureScreen
 from fmlab.tui.screens.confirm import ConfirmScreen
 from fmlab.tui.screens.export import ExportScreen
+from fmlab.tui.screens.help import HelpScreen
 from fmlab.tui.screens.live import LiveScreen
 from fmlab.tui.screens.sessions import SessionsScreen
 from fmlab.tui.screens.sweep import SweepScreen
 from fmlab.tui.screens.sweep_run import SweepPlan
 from fmlab.tui.screens.training_view import TrainingView
+from fmlab.tui.settings import SettingsFile
 
 ScreenType = TypeVar("ScreenType", bound=Screen)
 
@@ -70,6 +73,7 @@ class FmlabApp(App):
         "screens/compare.tcss",
         "screens/sweep.tcss",
         "screens/dialog.tcss",
+        "screens/help.tcss",
     ]
     TITLE = "fmlab"
     MODES = {
@@ -78,28 +82,42 @@ class FmlabApp(App):
         "sessions": lambda: styled_now(SessionsScreen()),
         "sweep": "sweep",
     }
-    BINDINGS = [
-        Binding("f2", "switch_mode('configure')", "Configure"),
-        Binding("f3", "switch_mode('live')", "Live"),
-        Binding("f4", "switch_mode('sessions')", "Sessions"),
-        Binding("f5", "switch_mode('sweep')", "Sweep"),
-        # off the footer, which has no room for it at 80 columns; the palette has it too
-        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
-    ]
+    # F1 help, F2-F5 the screens and ^q quit lead the footer (widgets/key_footer.py);
+    # ^t and ^p are in the help and the palette
+    BINDINGS = APP_KEYS
 
     def __init__(
-        self, sessions_dir: Path, data_dir: Path | None, replay: SessionRecord | None, probe: Probe
+        self,
+        sessions_dir: Path,
+        data_dir: Path | None,
+        replay: SessionRecord | None,
+        probe: Probe,
+        settings: SettingsFile,
     ) -> None:
         super().__init__()
         self.sessions_dir = Path(sessions_dir)
         self.data_dir = data_dir
         self.replay = replay
         self.probe = probe
+        self.settings = settings
         self.listing = ListingCache()
         # one copy of the data for the live view and the sweep view: only one trains at a time
         self.datasets = DatasetCache(data_dir)
 
+    @property
+    def exports_dir(self) -> Path:
+        """Where exports go unless the user says otherwise: exports/ in the
+        working folder, as the export dialog shows it (not in the sessions
+        folder, whose .json files are all read as sessions)."""
+        return Path("exports")
+
     def on_mount(self) -> None:
+        self.settings.on_warning = lambda problem: notify_literally(self, problem, severity="warning")
+        for problem in self.settings.warnings:
+            notify_literally(self, problem, severity="warning", timeout=8)
+        if self.settings.current.theme in self.available_themes:
+            self.theme = self.settings.current.theme
+        self.theme_changed_signal.subscribe(self, lambda theme: self.settings.update(theme=theme.name))
         # list the sessions while the user looks at the first screen
         self.call_after_refresh(self.prefetch_listing)
         self.install_screen(styled_now(LiveScreen()), "live")
@@ -136,6 +154,21 @@ class FmlabApp(App):
             self.live_view.start_training(config)
 
         self._start_alone(begin)
+
+    def resume_training(self, session_path: Path) -> None:
+        """Open the live view on a stopped or interrupted session, continued
+        from its last finished epoch; asks first if a run or sweep is training."""
+
+        async def begin() -> None:
+            await self.switch_mode("live")
+            self.live_view.start_resume(session_path)
+
+        self._start_alone(begin)
+
+    async def new_run_from(self, config: RunConfig) -> None:
+        """Open the run form filled in with ``config``'s settings."""
+        await self.switch_mode("configure")
+        self.screen.fill_form(config)
 
     def start_sweep(self, plan: SweepPlan) -> None:
         """Train a sweep in the sweep view; asks first if a run or sweep is training."""
@@ -181,10 +214,20 @@ class FmlabApp(App):
         """Ask a yes/no question; ``then`` gets True for yes."""
         self.push_screen(ConfirmScreen(question), then)
 
+    def action_help(self) -> None:
+        """Every key, the current screen's first (F1 or ?)."""
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+            return
+        current = section_for(self.screen)
+        self.push_screen(HelpScreen(sections_for(current), current))
+
     # ------------------------------------------------------------ actions
 
     def action_toggle_theme(self) -> None:
-        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+        self.theme = (
+            "textual-light" if self.theme == "textual-dark" else "textual-dark"
+        )  # kept by on_mount's signal
 
     async def action_quit(self) -> None:
         for view in self.training_views():
@@ -194,6 +237,7 @@ class FmlabApp(App):
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Help", "Every key of every screen (F1 or ?)", self.action_help)
         yield SystemCommand(
             "New run", "Configure and start a training run (F2)", lambda: self.switch_mode("configure")
         )
@@ -225,9 +269,12 @@ def make_app(
     data_dir: Path | None = None,
     replay: SessionRecord | None = None,
     probe: Probe | None = None,
+    settings_path: Path | None = None,
 ) -> FmlabApp:
+    """The app. ``settings_path`` is where its settings are kept (by default
+    the user's config folder: tui.settings)."""
     if probe is None:
         from fmlab.trainer.sysinfo import SystemProbe
 
         probe = SystemProbe()
-    return FmlabApp(sessions_dir, data_dir, replay, probe)
+    return FmlabApp(sessions_dir, data_dir, replay, probe, SettingsFile(settings_path))

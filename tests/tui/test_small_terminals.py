@@ -107,8 +107,12 @@ async def test_random_keys_and_resizes_during_a_live_run(fixed_sessions, tiny_da
 
 
 def start_headless(monkeypatch) -> None:
+    """The command runs the app as in a terminal, headless (without one it prints its help)."""
+    from fmlab.tui.cli import app_command
+
     run = FmlabApp.run
     monkeypatch.setattr(FmlabApp, "run", lambda self, **_: run(self, headless=True, size=(80, 24)))
+    monkeypatch.setattr(app_command, "in_a_terminal", lambda: True)
 
 
 @pytest.mark.parametrize("args", [["tui"], []], ids=["fmlab tui", "fmlab"])

@@ -13,6 +13,7 @@ from sessions_fixture import FixedProbe, write_fixed_sessions
 from textual.widgets import DataTable, Input
 
 from fmlab.tui.app import make_app
+from fmlab.tui.screens.session_rows import COLUMNS
 from fmlab.tui.screens.sessions import SessionsScreen
 
 SIZES = [(80, 24), (120, 40)]
@@ -124,3 +125,28 @@ def test_sweep_with_the_lr_preset(snap_compare, fixed_app, size):
         await settle(pilot)
 
     assert snap_compare(fixed_app(), terminal_size=size, run_before=lr_preset)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help_over_the_sessions_browser(snap_compare, fixed_app, size):
+    async def help_screen(pilot):
+        await pilot.press("f4")
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.press("f1")
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=help_screen)
+
+
+def test_sessions_sorted_by_a_header_click(snap_compare, fixed_app):
+    async def sort_by_lr(pilot):
+        await pilot.press("f4")
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        columns = [c.key for c in COLUMNS]
+        x = 1 + sum(c.width + 2 for c in COLUMNS[: columns.index("lr")]) + 2  # into the lr header
+        await pilot.click(pilot.app.screen.query_one(DataTable), offset=(x, 1))
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=sort_by_lr)

@@ -34,8 +34,10 @@ async def open_browser(pilot, rows: int) -> SessionsScreen:
 
 
 def row_texts(table: DataTable) -> list[str]:
+    """Each row's cells, the empty ones left out, one space apart."""
     return [
-        " ".join(str(getattr(c, "plain", c)) for c in table.get_row_at(i)) for i in range(table.row_count)
+        " ".join(text for c in table.get_row_at(i) if (text := str(getattr(c, "plain", c)).strip()))
+        for i in range(table.row_count)
     ]
 
 
@@ -88,8 +90,9 @@ async def test_a_failed_run_s_message_and_id_are_shown_literally_in_a_replay(ses
         assert "replay [bold]failed" in text and "\x1b" not in text
 
 
-async def test_export_reports_the_file_it_wrote(sessions_dir, tmp_path):
+async def test_export_reports_the_file_it_wrote(sessions_dir, tmp_path, monkeypatch):
     """The example: export wrote exports/[bold red]X[/].png but reported X.png."""
+    monkeypatch.chdir(tmp_path)  # exports go to the working folder's exports/
     write_record(sessions_dir, make_record("[bold red]X"))
     app = make_app(sessions_dir, None, probe=FixedProbe())
     async with app.run_test(size=(100, 30)) as pilot:

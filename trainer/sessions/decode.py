@@ -4,9 +4,12 @@ A file in a sessions folder is untrusted data. It is read only if it is a
 regular file of at most MAX_SESSION_BYTES (fmlab.trainer.regular_files), its
 JSON may not repeat a key (a reader that kept the first copy and one that kept
 the last would show different sessions), its id must be safe as a file name,
-and its parts must agree with each other. Every problem is a SessionError of
-one line that names the file; what can be repaired without guessing (results
-that disagree with the epoch rows) is, with a line in ``record.warnings``.
+and its parts must agree with each other. What each member may hold is
+declared once in ``schema`` (the same declarations give ``fmlab sessions
+schema``); what spans members is checked here. Every problem is a
+SessionError of one line that names the file; what can be repaired without
+guessing (results that disagree with the epoch rows) is, with a line in
+``record.warnings``.
 """
 
 from __future__ import annotations
@@ -19,20 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fmlab.trainer.config import ConfigError, RunConfig
-from fmlab.trainer.events import STATUSES, EpochMetrics, LayerSummary, ModelSummary, RunResults
-from fmlab.trainer.fields import config_from_dict
+from fmlab.trainer.config import RunConfig
+from fmlab.trainer.events import EpochMetrics, RunResults
 from fmlab.trainer.metrics import lowest_test_loss_epoch
 from fmlab.trainer.regular_files import NotRegularFile, read_regular_file
-from fmlab.trainer.sessions.format import (
-    SCHEMA,
-    VERSION,
-    SessionError,
-    SessionRecord,
-    StepCurve,
-    TrainData,
-    session_id_problem,
-)
+from fmlab.trainer.sessions.format import SessionError, SessionRecord, StepCurve, TrainData
+from fmlab.trainer.sessions.schema import BODY, HEADER, STEPS, Missing, Place, Record, Tag, quoted
 from fmlab.trainer.text import visible
 
 # A real session is tens of KiB (the step curve is bounded); this leaves room
@@ -41,134 +36,43 @@ from fmlab.trainer.text import visible
 MAX_SESSION_BYTES = 64 * 2**20
 # The members of the header (the first line): a later copy of one of these in
 # the rest of the file would make a listing and a full read disagree.
-HEADER_KEYS = ("schema", "version", "id", "status", "created", "updated", "pid", "host", "config", "results",
-               "train_data")  # fmt: skip
+HEADER_KEYS = tuple(HEADER)
 LARGEST_PID = 2**22  # Linux's limit; a larger number in a file is no process of ours
-
-
-def quoted(value: Any, limit: int = 60) -> str:
-    """A value from a file, quoted for a message: escaped and kept short."""
-    text = visible(repr(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class _Reader:
-    """Typed access to a decoded JSON object; every miss is a SessionError."""
-
-    def __init__(self, path: Path, data: Any, where: str = "") -> None:
-        self.path, self.data, self.where = path, data, where
-        if not isinstance(data, dict):
-            self.fail("is not an object")
-
-    def fail(self, problem: str):
-        where = f"{self.where}: " if self.where else ""
-        raise SessionError(f"{visible(self.path)}: {where}{problem}")
-
-    def get(self, key: str, kinds: tuple[type, ...], optional: bool = False) -> Any:
-        if key not in self.data:
-            self.fail(f"missing field {key!r}")
-        value = self.data[key]
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) and bool not in kinds:
-            self.fail(f"field {key!r} has the wrong type (bool)")
-        if not isinstance(value, kinds):
-            self.fail(f"field {key!r} has the wrong type ({type(value).__name__})")
-        if isinstance(value, float) and not math.isfinite(value):
-            self.fail(f"field {key!r} is not a finite number")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > 1e300:
-            self.fail(f"field {key!r} is out of range")
-        return value
-
-    def number(self, key: str, optional: bool = False) -> float | None:
-        value = self.get(key, (int, float), optional)
-        return None if value is None else float(value)
-
-    def count(self, key: str, optional: bool = False) -> int | None:
-        value = self.get(key, (int,), optional)
-        if value is not None and value < 0:
-            self.fail(f"field {key!r} is negative")
-        return value
-
-    def child(self, key: str, optional: bool = False) -> _Reader | None:
-        value = self.get(key, (dict,), optional)
-        return None if value is None else _Reader(self.path, value, key)
 
 
 # ----------------------------------------------------------------- the header
 
 
-def _check_header(r: _Reader) -> None:
-    schema = r.data.get("schema")
-    if schema != SCHEMA:
-        r.fail(f"not an fmlab session (schema {quoted(schema)})")
-    version = r.get("version", (int,))
-    if version > VERSION:
-        r.fail(f"written by a newer fmlab (session version {version}, this one reads {VERSION})")
-    if version < 1:
-        r.fail(f"unknown session version {version}")
-    status = r.get("status", (str,))
-    if status not in STATUSES:
-        r.fail(f"unknown status {quoted(status)}")
+def decode_header(path: Path, data: Any) -> dict[str, Any]:
+    """The header members of a session file's JSON, checked as declared in
+    fmlab.trainer.sessions.schema, and the results against the config; the
+    status is the effective one (see effective_status)."""
+    place = Place(path)
+    if not isinstance(data, dict):
+        place.fail("is not an object")
+    Tag().check(data.get("schema"), place, "field 'schema'")  # anything else first says what it is not
+    header = Record(HEADER).check(data, place)
+    _check_results(header["results"], header["config"], place.inside("results"))
+    _check_train_data(header["train_data"], place.inside("train_data"))
+    header["status"] = effective_status(header["status"], header["pid"], header["host"])
+    return header
 
 
-def _decode_id(r: _Reader) -> str:
-    session_id = r.get("id", (str,))
-    problem = session_id_problem(session_id)
-    if problem is not None:
-        r.fail(f"session id {quoted(session_id)} {problem}; it cannot name a session file")
-    return session_id
-
-
-def _decode_config(r: _Reader) -> RunConfig:
-    try:
-        return config_from_dict(r.get("config", (dict,)))
-    except ConfigError as exc:
-        r.fail(f"config: {visible(exc)}")
-        raise  # unreachable
-
-
-def _decode_results(r: _Reader | None, config: RunConfig) -> RunResults | None:
+def _check_results(results: RunResults | None, config: RunConfig, place: Place) -> None:
     """The results, checked against the config they ran."""
-    if r is None:
-        return None
-    status = r.get("status", (str,))
-    if status not in STATUSES:
-        r.fail(f"unknown status {quoted(status)}")
-    results = RunResults(
-        status=status,
-        epochs_done=r.count("epochs_done"),
-        steps_done=r.count("steps_done"),
-        final_test_acc=r.number("final_test_acc", optional=True),
-        best_test_acc=r.number("best_test_acc", optional=True),
-        best_epoch=r.count("best_epoch", optional=True),
-        converged_epoch=r.count("converged_epoch", optional=True),
-        seconds=r.number("seconds"),
-        message=r.get("message", (str,)),
-        # absent in files written before it was kept
-        lowest_test_loss_epoch=r.count("lowest_test_loss_epoch", optional=True)
-        if "lowest_test_loss_epoch" in r.data
-        else None,
-    )
+    if results is None:
+        return
     if results.epochs_done > config.epochs:
-        r.fail(f"{results.epochs_done} epochs done, more than the {config.epochs} configured")
+        place.fail(f"{results.epochs_done} epochs done, more than the {config.epochs} configured")
     for name in ("best_epoch", "converged_epoch", "lowest_test_loss_epoch"):
         epoch = getattr(results, name)
         if epoch is not None and not 1 <= epoch <= results.epochs_done:
-            r.fail(f"{name} {epoch} is not one of the {results.epochs_done} epochs done")
-    return results
+            place.fail(f"{name} {epoch} is not one of the {results.epochs_done} epochs done")
 
 
-def _decode_train_data(r: _Reader) -> TrainData | None:
-    """How much of the training split the run used; None in files from before
-    it was recorded."""
-    if "train_data" not in r.data:
-        return None
-    data = r.child("train_data")
-    images, total = data.count("images"), data.count("of")
-    if not 0 < images <= total:
-        data.fail(f"{images} images of {total} is not a part of a training split")
-    return TrainData(images, total)
+def _check_train_data(train_data: TrainData | None, place: Place) -> None:
+    if train_data is not None and not 0 < train_data.images <= train_data.of:
+        place.fail(f"{train_data.images} images of {train_data.of} is not a part of a training split")
 
 
 def effective_status(status: str, pid: int, host: str) -> str:
@@ -266,111 +170,37 @@ def read_header(path: Path) -> dict:
 # ----------------------------------------------------------------- the rest
 
 
-def _decode_epochs(r: _Reader, config: RunConfig) -> list[EpochMetrics]:
-    epochs = [
-        _decode_epoch(_Reader(r.path, item, f"epoch row {i + 1}"))
-        for i, item in enumerate(r.get("epochs", (list,)))
-    ]
+def _check_epochs(epochs: list[EpochMetrics], config: RunConfig, place: Place) -> None:
     seen: set[int] = set()
     for row, epoch in enumerate(epochs, 1):
         if epoch.epoch in seen:
-            r.fail(f"epoch {epoch.epoch} appears twice in the epoch rows")
+            place.fail(f"epoch {epoch.epoch} appears twice in the epoch rows")
         seen.add(epoch.epoch)
         if epoch.epoch != row:
-            r.fail(f"the epoch rows are not numbered 1, 2, 3…: row {row} is epoch {epoch.epoch}")
+            place.fail(f"the epoch rows are not numbered 1, 2, 3…: row {row} is epoch {epoch.epoch}")
     if len(epochs) > config.epochs:
-        r.fail(f"{len(epochs)} epoch rows, more than the {config.epochs} epochs configured")
-    return epochs
+        place.fail(f"{len(epochs)} epoch rows, more than the {config.epochs} epochs configured")
 
 
-def _decode_epoch(r: _Reader) -> EpochMetrics:
-    return EpochMetrics(
-        epoch=r.count("epoch"),
-        train_loss=r.number("train_loss"),
-        train_acc=r.number("train_acc"),
-        test_loss=r.number("test_loss"),
-        test_acc=r.number("test_acc"),
-        seconds=r.number("seconds"),
-        samples_per_s=r.number("samples_per_s"),
-        converged_epoch=r.count("converged_epoch", optional=True),
-    )
-
-
-def _decode_model(r: _Reader | None) -> ModelSummary | None:
-    if r is None:
-        return None
-    layers = []
-    for index, item in enumerate(r.get("layers", (list,))):
-        layer = _Reader(r.path, item, f"model layer {index + 1}")
-        layers.append(
-            LayerSummary(
-                name=layer.get("name", (str,)),
-                kind=layer.get("kind", (str,)),
-                in_features=layer.count("in_features"),
-                out_features=layer.count("out_features"),
-                params=layer.count("params"),
-                formula=layer.get("formula", (str,)),
-            )
-        )
-    return ModelSummary(tuple(layers), r.count("total_params"), r.number("size_mb"))
-
-
-def _column(r: _Reader, key: str, kind: type, rows: int | None) -> list:
-    values = r.get(key, (list,))
-    if rows is not None and len(values) != rows:
-        r.fail(f"column {key!r} has {len(values)} rows, expected {rows}")
-    out = []
-    for value in values:
-        if kind is list:
-            if not isinstance(value, list):
-                r.fail(f"column {key!r} holds a non-list")
-            out.append([_curve_value(r, key, v) for v in value])
-        elif kind is int:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                r.fail(f"column {key!r} holds {quoted(value)}, not a step number")
-            out.append(value)
-        else:
-            out.append(_curve_value(r, key, value))
-    return out
-
-
-def _curve_value(r: _Reader, key: str, value: Any) -> float:
-    if value is None:
-        return math.nan  # stored for a non-finite value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 1e300:
-        r.fail(f"column {key!r} holds {quoted(value)}, not a number")
-    return float(value)
-
-
-def _later_column(r: _Reader, key: str, kind: type, rows: int) -> list:
-    """A column files written before it was kept lack: they read as "not recorded"."""
-    if key not in r.data:
-        empty = StepCurve.LATER_COLUMNS[key]
-        return [list(empty) if isinstance(empty, list) else empty for _ in range(rows)]
-    return _column(r, key, kind, rows)
-
-
-def _decode_steps(r: _Reader, config: RunConfig) -> StepCurve:
-    steps = _column(r, "step", int, None)
-    curve = StepCurve(
-        full_steps=r.count("full_steps"),
-        stride=max(1, r.count("stride")),
-        later_seen=r.count("later_seen"),
-        step=steps,
-        epoch=_column(r, "epoch", int, len(steps)),
-        loss=_column(r, "loss", float, len(steps)),
-        grad_mean=_column(r, "grad_mean", float, len(steps)),
-        grad_norm=_column(r, "grad_norm", float, len(steps)),
-        layer_norms=_column(r, "layer_norms", list, len(steps)),
-        grad_sum_of_means=_later_column(r, "grad_sum_of_means", float, len(steps)),
-        layer_grad_means=_later_column(r, "layer_grad_means", list, len(steps)),
-    )
-    if any(b <= a for a, b in zip(steps, steps[1:])):
-        r.fail("step numbers are not increasing")
+def _decode_steps(steps: dict[str, Any], config: RunConfig, place: Place) -> StepCurve:
+    """The step columns, each as long as ``step``, in order."""
+    rows = len(steps["step"])
+    for key, spec in STEPS.members.items():
+        column = steps[key]
+        if isinstance(spec, Missing) and column == [] and rows:
+            # a column added after the file was written: not measured then
+            steps[key] = [[] if getattr(spec.spec, "lists", False) else math.nan for _ in range(rows)]
+        elif isinstance(column, list) and key != "step" and len(column) != rows:
+            place.fail(f"column {key!r} has {len(column)} rows, expected {rows}")
+    curve = StepCurve(**{**steps, "stride": max(1, steps["stride"])})
+    if any(b <= a for a, b in zip(curve.step, curve.step[1:])):
+        place.fail("step numbers are not increasing")
     if any(b < a for a, b in zip(curve.epoch, curve.epoch[1:])):
-        r.fail("the steps' epoch numbers go backwards")
+        place.fail("the steps' epoch numbers go backwards")
     if curve.epoch and not 1 <= curve.epoch[0] <= curve.epoch[-1] <= config.epochs:
-        r.fail(f"the steps' epochs run {curve.epoch[0]} to {curve.epoch[-1]}, outside 1 to {config.epochs}")
+        place.fail(
+            f"the steps' epochs run {curve.epoch[0]} to {curve.epoch[-1]}, outside 1 to {config.epochs}"
+        )
     return curve
 
 
@@ -401,32 +231,35 @@ def _results_from_rows(record: SessionRecord) -> None:
 def load(path: Path | str) -> SessionRecord:
     """Read and validate a whole session file; SessionError names what is wrong."""
     path = Path(path)
-    r = _Reader(path, parse_session_json(path, read_session_text(path)))
-    _check_header(r)
-    config = _decode_config(r)
+    place = Place(path)
+    data = parse_session_json(path, read_session_text(path))
+    header = decode_header(path, data)
+    body = Record(BODY).check(data, place)
+    config = header["config"]
+    _check_epochs(body["epochs"], config, place)
     record = SessionRecord(
-        id=_decode_id(r),
+        id=header["id"],
         config=config,
-        status=effective_status(r.data["status"], r.get("pid", (int,)), r.get("host", (str,))),
-        created=r.get("created", (str,)),
-        updated=r.get("updated", (str,)),
-        pid=r.data["pid"],
-        host=r.data["host"],
-        environment={str(k): str(v) for k, v in r.get("environment", (dict,)).items()},
-        model=_decode_model(r.child("model", optional=True)),
-        results=_decode_results(r.child("results", optional=True), config),
-        epochs=_decode_epochs(r, config),
-        steps=_decode_steps(r.child("steps"), config),
-        train_data=_decode_train_data(r),
+        status=header["status"],
+        created=header["created"],
+        updated=header["updated"],
+        pid=header["pid"],
+        host=header["host"],
+        environment=body["environment"],
+        model=body["model"],
+        results=header["results"],
+        epochs=body["epochs"],
+        steps=_decode_steps(body["steps"], config, place.inside("steps")),
+        train_data=header["train_data"],
         path=path,
     )
-    _check_train_data(r, record)
+    _check_train_size(record, place)
     _results_from_rows(record)
     return record
 
 
-def _check_train_data(r: _Reader, record: SessionRecord) -> None:
+def _check_train_size(record: SessionRecord, place: Place) -> None:
     """The header's training images and the environment's must agree."""
     used = record.environment.get("train_size")
     if record.train_data is not None and used is not None and used != str(record.train_data.images):
-        r.fail(f"train_data says {record.train_data.images} images, the environment {quoted(used)}")
+        place.fail(f"train_data says {record.train_data.images} images, the environment {quoted(used)}")

@@ -73,8 +73,6 @@ class StepCurve:
 
     COLUMNS = ("step", "epoch", "loss", "grad_mean", "grad_norm", "layer_norms", "grad_sum_of_means",
                "layer_grad_means")  # fmt: skip
-    # columns a file may lack (written since): what each row reads as then
-    LATER_COLUMNS = {"grad_sum_of_means": math.nan, "layer_grad_means": []}
 
     def add(self, event: StepMetrics) -> None:
         if event.step > self.full_steps:
@@ -198,6 +196,9 @@ class SessionSummary:
     best_epoch: int | None = None  # of the best test accuracy
     lowest_test_loss_epoch: int | None = None  # None in files from before it was recorded
     train_data: TrainData | None = None  # likewise
+    batch_size: int = 64
+    seed: int = 0
+    study: str = ""  # the subfolder it was found in ("lr" for sessions/lr/ID.json), "" at the top
 
     @property
     def partial_data(self) -> bool:

@@ -1,30 +1,37 @@
 """Session files on disk: where they live, listing a folder, finding one by
 id, the checkpoint beside each, deleting.
 
+A sessions folder holds session files, and may hold folders of them: a
+study's runs (``fmlab reproduce`` keeps ``sessions/<study>/*.json``). Listing
+and finding look one and two folders down too, and a session found there is
+of that study. ``sweeps/`` (sweep records) and hidden folders are not looked
+into, nor are links to folders.
+
 Names in the folder are untrusted like the files: an id given on the command
 line is matched literally (a prefix of a file name, never a glob pattern), and
-only regular files are read (see decode).
+only regular files are read (see decode). ``latest`` and ``-1``, ``-2``...
+name the newest sessions.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 
-from fmlab.trainer.sessions.decode import (
-    _check_header,
-    _decode_config,
-    _decode_id,
-    _decode_results,
-    _decode_train_data,
-    _Reader,
-    effective_status,
-    read_header,
-)
+from fmlab.trainer.sessions.decode import decode_header, read_header
 from fmlab.trainer.sessions.format import SessionError, SessionSummary
 from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
 from fmlab.trainer.text import has_hidden_characters, visible
+
+# How deep below the sessions folder session files are looked for: a study
+# of a reproduction is sessions/<study>/, and a reproduction's folder as a
+# whole is <out>/sessions/<study>/.
+MAX_DEPTH = 2
+NOT_SESSIONS = frozenset(["sweeps"])  # sweep records, beside the sessions
+NEWEST = re.compile(r"-([1-9][0-9]*)")
 
 
 def default_sessions_dir() -> Path:
@@ -67,15 +74,15 @@ class FileProblem(str):
 
 def summarize_file(path: Path) -> SessionSummary:
     """The listing fields, from the file's header (its first line when intact)."""
-    r = _Reader(path, read_header(path))
-    _check_header(r)
-    config = _decode_config(r)
-    results = _decode_results(r.child("results", optional=True), config)
+    header = decode_header(path, read_header(path))
+    config, results = header["config"], header["results"]
     return SessionSummary(
-        id=_decode_id(r),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        id=header["id"],
         path=path,
-        status=effective_status(r.data["status"], r.get("pid", (int,)), r.get("host", (str,))),
-        created=r.get("created", (str,)),
+        status=header["status"],
+        created=header["created"],
         arch=config.model.name,
         lr=config.optimizer.lr,
         optimizer=config.optimizer.name,
@@ -86,19 +93,45 @@ def summarize_file(path: Path) -> SessionSummary:
         converged_epoch=results.converged_epoch if results else None,
         best_epoch=results.best_epoch if results else None,
         lowest_test_loss_epoch=results.lowest_test_loss_epoch if results else None,
-        train_data=_decode_train_data(r),
+        train_data=header["train_data"],
     )
 
 
 def session_file_names(directory: Path) -> list[str]:
     """The names of the folder's session files (``*.json``, hidden ones
-    left out, as a shell glob would), sorted; none when it is no folder."""
+    left out, as a shell glob would), and those of its study folders as
+    ``study/name.json``, sorted; none when it is no folder."""
+    return sorted(_names_below(directory, "", MAX_DEPTH))
+
+
+def _names_below(directory: Path, prefix: str, depth: int) -> list[str]:
+    names, folders = [], []
     try:
         with os.scandir(directory) as entries:
-            names = [e.name for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.name.endswith(".json"):
+                    names.append(prefix + entry.name)
+                elif depth and entry.name not in NOT_SESSIONS and _is_folder(entry):
+                    folders.append(entry.name)
     except (OSError, ValueError):  # missing, not a folder, unreadable, NUL in the name
         return []
-    return sorted(names)
+    for name in folders:
+        names += _names_below(Path(directory) / name, f"{prefix}{name}/", depth - 1)
+    return names
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)  # a link could lead anywhere, or in a circle
+    except OSError:
+        return False
+
+
+def study_of(name: str) -> str:
+    """The study folder of a name session_file_names gave ("" at the top)."""
+    return name.rpartition("/")[0]
 
 
 def folder_signature(directory: Path) -> tuple:
@@ -120,9 +153,11 @@ def list_sessions(directory: Path) -> tuple[list[SessionSummary], list[FileProbl
     for name in session_file_names(directory):
         path = directory / name
         try:
-            good.append(summarize_file(path))
+            summary = summarize_file(path)
         except SessionError as exc:
             bad.append(FileProblem(path, str(exc)))
+            continue
+        good.append(replace(summary, study=study_of(name)) if study_of(name) else summary)
     good.sort(key=lambda s: (s.created, s.id), reverse=True)
     return good, bad
 
@@ -157,8 +192,10 @@ def _exists(path: Path) -> bool:
 
 def find_session(directory: Path, ref: str) -> Path:
     """A session file from its id, a unique prefix of its file name (matched
-    literally: ``*`` and ``[`` are characters like any other), or a path (a
-    ref holding a path separator, or naming an existing ``.json`` file)."""
+    literally: ``*`` and ``[`` are characters like any other), a path (a
+    ref holding a path separator, or naming an existing ``.json`` file), or
+    ``latest``, ``-1`` (the same), ``-2``... counted from the newest.
+    Sessions of a study folder are found by their id like the others."""
     shown = visible(repr(ref))
     if not ref.strip():
         raise SessionError("give a session id, a unique prefix of one, or a path to a session file")
@@ -174,11 +211,23 @@ def find_session(directory: Path, ref: str) -> Path:
     if _exists(directory) and not directory.is_dir():
         raise SessionError(f"{where} is not a folder")
     names = session_file_names(directory)
-    if f"{ref}.json" in names:
-        return directory / f"{ref}.json"
-    matches = [name for name in names if name.startswith(ref)]
+    newest = 1 if ref == "latest" else int(match.group(1)) if (match := NEWEST.fullmatch(ref)) else None
+    if newest is not None and f"{ref}.json" not in names:
+        return newest_session(directory, newest)
+    exact = [name for name in names if name.rpartition("/")[2] == f"{ref}.json"]
+    matches = exact or [name for name in names if name.rpartition("/")[2].startswith(ref)]
     if len(matches) == 1:
         return directory / matches[0]
     if not matches:
         raise SessionError(f"no session {shown} in {where}")
     raise SessionError(f"{shown} matches {len(matches)} sessions in {where}; give more of the id")
+
+
+def newest_session(directory: Path, count: int = 1) -> Path:
+    """The ``count``-th newest readable session of the folder (1: the newest),
+    by the time it was created, as ``list_sessions`` orders them."""
+    good, _ = list_sessions(directory)
+    if count > len(good):
+        have = "no sessions" if not good else f"only {len(good)} session{'s' if len(good) > 1 else ''}"
+        raise SessionError(f"there {'are' if len(good) != 1 else 'is'} {have} in {visible(directory)}")
+    return good[count - 1].path

@@ -29,6 +29,7 @@ from fmlab.trainer.fields import config_from_dict, config_to_dict
 from fmlab.trainer.jobs import Job, JobError, JobService, resume_job
 from fmlab.trainer.sessions import SessionError, SessionRecord, effective_status, load
 from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
+from fmlab.trainer.sessions.store import NEWEST
 from fmlab.trainer.studies.tables import RunRow
 
 SCHEMA = "fmlab.sweep"
@@ -154,17 +155,34 @@ def sweeps_dir(sessions_dir: Path) -> Path:
 
 
 def find_sweep(sessions_dir: Path, ref: str) -> Path:
-    """A sweep record from its id or a unique prefix of it (matched literally)."""
+    """A sweep record from its id or a unique prefix of it (matched
+    literally), or ``latest``, ``-1`` (the same), ``-2``... counted from the
+    newest."""
     folder = sweeps_dir(sessions_dir)
     names = sorted(p.name[:-5] for p in folder.glob("*.json")) if folder.is_dir() else []
     if ref in names:
         return folder / f"{ref}.json"
+    newest = 1 if ref == "latest" else int(match.group(1)) if (match := NEWEST.fullmatch(ref)) else None
+    if newest is not None:
+        # ids start with the time they were made: the newest sort last
+        if newest > len(names):
+            have = "is only 1 sweep" if len(names) == 1 else f"are only {len(names)} sweeps"
+            raise SweepError(f"there {have} in {folder}" if names else f"no sweeps in {folder}")
+        return folder / f"{sorted(names, key=lambda n: (_created(folder / f'{n}.json'), n))[-newest]}.json"
     matches = [name for name in names if name.startswith(ref)]
     if len(matches) == 1:
         return folder / f"{matches[0]}.json"
     if not matches:
         raise SweepError(f"no sweep {ref!r} in {folder}")
     raise SweepError(f"{ref!r} matches {len(matches)} sweeps in {folder}; give more of the id")
+
+
+def _created(path: Path) -> str:
+    """When a sweep record says it was made ("" when it cannot be read)."""
+    try:
+        return str(load_sweep(path).created)
+    except SweepError:
+        return ""
 
 
 class Sweep:

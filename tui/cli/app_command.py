@@ -7,18 +7,32 @@ from typing import Optional
 
 import typer
 
-from fmlab.tui.cli.options import data_dir_option, resolve_sessions_dir, sessions_dir_option
-from fmlab.tui.cli.output import fail, usage_error, warn
+from fmlab.tui.cli.options import (
+    data_dir_option,
+    resolve_sessions_dir,
+    session_ref_option,
+    sessions_dir_option,
+)
+from fmlab.tui.cli.output import USAGE_ERROR, fail, usage_error, warn
+
+
+def in_a_terminal() -> bool:
+    """Whether the app has a terminal to read keys from and draw on (it
+    draws on stderr): stdin, stdout and stderr are all one."""
+    import sys
+
+    streams = (sys.stdin, sys.stdout, sys.stderr)
+    return all(stream is not None and hasattr(stream, "isatty") and stream.isatty() for stream in streams)
 
 
 def tui_command(
-    replay: Optional[str] = typer.Option(
-        None, "--replay", help="Open straight into the replay of this session id.", metavar="REPLAY"
+    replay: Optional[str] = session_ref_option(
+        "--replay", "Open straight into the replay of this session (an id, latest, -1, -2...)."
     ),
     sessions_dir: Optional[Path] = sessions_dir_option(),
     data_dir: Optional[Path] = data_dir_option(),
 ) -> None:
-    """Open the app (the same as running fmlab with no command)."""
+    """Open the app (the same as running fmlab with no command in a terminal)."""
     open_app(replay, sessions_dir, data_dir)
 
 
@@ -28,6 +42,8 @@ def open_app(replay: Optional[str], sessions_dir: Optional[Path], data_dir: Opti
     directory = resolve_sessions_dir(sessions_dir)
     if directory.exists() and not directory.is_dir():
         usage_error("sessions-dir", f"{directory} is not a folder")
+    if not in_a_terminal():
+        fail("the app needs a terminal (stdin, stdout and stderr); see fmlab --help", USAGE_ERROR)
     replay_record = None
     if replay is not None:
         try:

@@ -12,15 +12,19 @@ from fmlab.tui.cli.options import (
     SaveWarnings,
     check_format,
     check_out_file,
+    choice_option,
+    complete_from,
     data_dir_option,
     format_option,
+    json_option,
     load_data,
     quiet_option,
     sessions_dir_option,
     write_out,
 )
-from fmlab.tui.cli.output import config_usage_error, fail, usage_error
+from fmlab.tui.cli.output import absolute, config_usage_error, fail, usage_error
 from fmlab.tui.cli.progress import follow_sweep
+from fmlab.tui.cli.signals import interrupted_status
 
 
 def _steps(text: str) -> int:
@@ -41,15 +45,19 @@ def grads(
         metavar="LRS",
     ),
     arch: str = typer.Option(
-        "base", help="A preset (base, deeper, wider) or widths like 128,64.", metavar="ARCHS"
+        "base",
+        help="A preset or widths like 128,64.",
+        metavar="[base|deeper|wider|WIDTHS]",
+        autocompletion=complete_from(("base", "deeper", "wider")),
     ),
     steps: str = typer.Option(
         "100", help="How many training steps to record (every one of them).", metavar="STEPS"
     ),
     batch_size: str = typer.Option("64", "--batch-size", help="Samples per step.", metavar="BATCH_SIZE"),
     seed: str = typer.Option("0", help="Seed for the initial weights.", metavar="SEED"),
-    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda.", metavar="DEVICE"),
+    device: str = choice_option("auto", "--device", ("auto", "cpu", "cuda"), "auto: CUDA when available."),
     fmt: str = format_option(),
+    json_output: bool = json_option("Print the per-step table as JSON (the same as --format json)."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Also write the per-step table to this file.", metavar="FILE"
     ),
@@ -72,7 +80,7 @@ def grads(
     from fmlab.trainer.studies.grid import parse_grid
     from fmlab.trainer.studies.reproduce import grad_configs
 
-    fmt = check_format(fmt)
+    fmt = check_format(fmt, json_output)
     check_out_file(out)
     check_out_file(figure, "figure")
     if figure is not None and figure.suffix.lower() != ".png":
@@ -103,9 +111,12 @@ def grads(
             f"{count} steps of {batch} need {train_limit:,} images; there are {available:,}",
         )
     runner = Sweep.new(configs, directory, preset="grads", on_warning=SaveWarnings())
-    follow_sweep(runner, datasets, quiet=quiet, label="grads", train_limit=train_limit)
+    stopped_by = follow_sweep(runner, datasets, quiet=quiet, label="grads", train_limit=train_limit)
     records = records_of(finished_rows(runner.rows))
     if not records:
+        if stopped_by is not None:
+            typer.echo("stopped: no run finished", err=True)
+            raise typer.Exit(interrupted_status(stopped_by))
         fail("no run finished")
     text = grad_table(records, fmt, count)
     if fmt == "markdown":
@@ -118,5 +129,7 @@ def grads(
         title = (
             f"mean gradients, first {count} steps ({configs[0].model.name}, batch {configs[0].batch_size})"
         )
-        typer.echo(f"figure saved: {gradient_figure(records, figure, title)}", err=True)
-    typer.echo(f"sessions saved in {directory}", err=True)
+        typer.echo(f"figure saved: {absolute(gradient_figure(records, figure, title))}", err=True)
+    typer.echo(f"sessions saved in {absolute(directory)}", err=True)
+    if stopped_by is not None:
+        raise typer.Exit(interrupted_status(stopped_by))

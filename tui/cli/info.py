@@ -7,26 +7,29 @@ from typing import Optional
 
 import typer
 
-from fmlab.tui.cli.options import data_dir_option
-from fmlab.tui.cli.output import fail, print_json, text_table, usage_error
+from fmlab.tui.cli.options import choices_metavar, complete_from, data_dir_option, json_option
+from fmlab.tui.cli.output import absolute, fail, print_json, text_table, usage_error
+from fmlab.tui.cli.progress import spinner
 
 
 def data(
     data_dir: Optional[Path] = data_dir_option(),
-    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    json_output: bool = json_option(),
 ) -> None:
     """Find Fashion-MNIST and show where it is, its split sizes and classes."""
     from fmlab.trainer.data import CLASS_NAMES, DataError, load, locate
 
     try:
-        source = locate(data_dir)
-        dataset = load(source)
+        with spinner("looking for Fashion-MNIST…") as status:
+            source = locate(data_dir)
+            status.update(f"loading Fashion-MNIST from {absolute(source.directory)}…")
+            dataset = load(source)
     except DataError as exc:
         fail(str(exc))
     info = {
-        "directory": str(source.directory),
+        "directory": str(absolute(source.directory)),
         "found_by": source.how,
-        "files": {key: str(path) for key, path in source.files.items()},
+        "files": {key: str(absolute(path)) for key, path in source.files.items()},
         "train": len(dataset.train_y),
         "test": len(dataset.test_y),
         "classes": list(CLASS_NAMES),
@@ -34,16 +37,19 @@ def data(
     if json_output:
         print_json(info)
         return
-    typer.echo(f"Fashion-MNIST in {source.directory} (found by {source.how})")
+    typer.echo(f"Fashion-MNIST in {info['directory']} (found by {source.how})")
     typer.echo(f"train: {info['train']:,} images, test: {info['test']:,} images, 28x28 grey")
     typer.echo("classes: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES)))
 
 
 def params(
     arch: str = typer.Option(
-        "base", help="A preset (base, deeper, wider) or widths like 128,64.", metavar="ARCH"
+        "base",
+        help="A preset or widths like 128,64.",
+        metavar=choices_metavar(("base", "deeper", "wider"), "WIDTHS"),
+        autocompletion=complete_from(("base", "deeper", "wider")),
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_output: bool = json_option("Print JSON instead of a table."),
 ) -> None:
     """Show each layer's parameter count and the formula behind it."""
     from dataclasses import asdict

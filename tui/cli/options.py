@@ -1,21 +1,149 @@
 """What several commands share: a run's fields as options, the data and
-sessions folders, table formats, output files, loading the data with one-line
-errors."""
+sessions folders, table formats, choices that help and completion list,
+session ids (``latest``, ``-1``), output files, loading the data with
+one-line errors."""
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Optional, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
-from fmlab.trainer.fields import RUN_FIELDS, Field, YesNo
-from fmlab.tui.cli.output import fail, usage_error
+from fmlab.trainer.config import ARCH_PRESETS
+from fmlab.trainer.fields import RUN_FIELDS, Choice, Field, Widths, YesNo
+from fmlab.trainer.sessions.store import NEWEST
+from fmlab.tui.cli.output import absolute, fail, usage_error
 
 Command = TypeVar("Command", bound=Callable[..., None])
+
+# ----------------------------------------------------------------- the commands
+
+
+class FmlabCommand(TyperCommand):
+    """A command whose help names its arguments the way options name their
+    values (``ID...``, not ``{ID...}...`` or ``session <str>``), and whose
+    arguments may be ``-1``, ``-2``...: the newest sessions, not options."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = _argument_name(param)
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx, formatter) -> None:
+        arguments = [
+            (_argument_name(p), p.help or "")
+            for p in self.get_params(ctx)
+            if p.param_type_name == "argument" and not p.hidden
+        ]
+        options = [
+            record
+            for p in self.get_params(ctx)
+            if p.param_type_name == "option" and (record := p.get_help_record(ctx)) is not None
+        ]
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        if options:
+            with formatter.section("Options"):
+                formatter.write_dl(options)
+
+    def make_parser(self, ctx):
+        parser = super().make_parser(ctx)
+        process = parser._process_opts
+
+        def newest_are_arguments(arg: str, state) -> None:
+            if NEWEST.fullmatch(arg) and arg not in parser._short_opt and arg not in parser._long_opt:
+                state.largs.append(arg)  # -1, -2...: an argument (a session counted from the newest)
+            else:
+                process(arg, state)
+
+        parser._process_opts = newest_are_arguments
+        return parser
+
+
+def _argument_name(param) -> str:
+    name = param.metavar or param.name.upper()
+    return f"{name}..." if param.nargs != 1 else name
+
+
+# ----------------------------------------------------------------- session ids
+
+REF_HELP = "A session id, a unique prefix of one, a path, or latest (also -1), -2... counted from the newest."
+
+
+def complete_session_ids(ctx, incomplete: str) -> list[str]:
+    """Ids in the sessions folder (from --sessions-dir when typed before), and latest."""
+    from fmlab.trainer.sessions import default_sessions_dir, is_safe_session_id
+    from fmlab.trainer.sessions.store import session_file_names
+
+    folder = ctx.params.get("sessions_dir") or default_sessions_dir()
+    ids = [name.rpartition("/")[2][: -len(".json")] for name in session_file_names(Path(folder))]
+    found = sorted({i for i in ids if is_safe_session_id(i)} | {"latest"})
+    return [i for i in found if i.startswith(incomplete)]
+
+
+def complete_sweep_ids(ctx, incomplete: str) -> list[str]:
+    from fmlab.trainer.sessions import default_sessions_dir, is_safe_session_id
+    from fmlab.trainer.studies.sweep import sweeps_dir
+
+    folder = sweeps_dir(Path(ctx.params.get("sessions_dir") or default_sessions_dir()))
+    try:
+        ids = [p.stem for p in folder.glob("*.json")]
+    except OSError:
+        ids = []
+    found = sorted({i for i in ids if is_safe_session_id(i)} | {"latest"})
+    return [i for i in found if i.startswith(incomplete)]
+
+
+def session_ref_option(flag: str, help: str, metavar: str = "ID", sweeps: bool = False):
+    complete = complete_sweep_ids if sweeps else complete_session_ids
+    return typer.Option(None, flag, metavar=metavar, help=help, autocompletion=complete)
+
+
+def session_ref_argument(help: str = REF_HELP):
+    return typer.Argument(..., metavar="ID", help=help, autocompletion=complete_session_ids)
+
+
+# ----------------------------------------------------------------- choices
+
+
+def choices_metavar(choices: Sequence[str], more: str = "") -> str:
+    """``[sgd|adam]``: what help shows for an option with choices."""
+    return "[" + "|".join([*choices, *([more] if more else [])]) + "]"
+
+
+def complete_from(choices: Sequence[str], lists: bool = False):
+    """A shell_complete callback offering ``choices``; with ``lists``, the
+    one after the last comma of a comma-separated list."""
+
+    def complete(ctx, incomplete: str) -> list[str]:
+        head, comma, last = incomplete.rpartition(",") if lists else ("", "", incomplete)
+        taken = set(head.lower().split(","))
+        return [head + comma + c for c in choices if c.startswith(last.lower()) and c not in taken]
+
+    return complete
+
+
+def choice_option(default: object, flag: str, choices: Sequence[str], help: str, **more):
+    """An option whose value is one of ``choices``: help lists them and the
+    shell completes them; the command checks the value (so every refusal is
+    one line, with the others)."""
+    return typer.Option(
+        default,
+        flag,
+        help=help,
+        metavar=choices_metavar(choices),
+        autocompletion=complete_from(choices),
+        **more,
+    )
 
 
 def run_field_options(
@@ -50,35 +178,60 @@ def run_field_options(
 
 def _field_option(field: Field, *, listed: bool, unset: bool) -> inspect.Parameter:
     help_text, metavar = (field.axis.help, field.axis.metavar) if listed else (field.help, field.metavar)
-    if isinstance(field.parser, YesNo):
+    parser = field.parser
+    if isinstance(parser, YesNo):
         default: object = None if unset else field.default
         option = typer.Option(default, f"{field.flag}/--no-{field.option}", help=help_text)
         annotation: object = Optional[bool] if default is None else bool
     else:
         default = None if unset or listed else field.text(field.default)
-        option = typer.Option(default, field.flag, help=help_text, metavar=metavar)
+        choices: tuple[str, ...] = ()
+        if isinstance(parser, Choice):
+            choices = parser.choices
+            metavar = metavar if listed else choices_metavar(choices)
+        elif isinstance(parser, Widths):
+            choices = tuple(ARCH_PRESETS)
+            metavar = metavar if listed else choices_metavar(choices, "WIDTHS")
+        complete = complete_from(choices, lists=listed) if choices else None
+        option = typer.Option(default, field.flag, help=help_text, metavar=metavar, autocompletion=complete)
         annotation = Optional[str] if default is None else str
     return inspect.Parameter(
         field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
     )
 
 
-DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz). [env: FMLAB_DATA]"
+DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz); else ./data, then others."
 
 
-SESSIONS_HELP = "Where session files are saved. [default: ./sessions] [env: FMLAB_SESSIONS]"
+SESSIONS_HELP = "Where session files are saved (./sessions unless set)."
+
+
+def _env_left_to_the_core(ctx, param, value):
+    """A folder named by its environment variable is left for the core to
+    find (it names the variable in its messages); the option only shows it."""
+    from typer._click.core import ParameterSource
+
+    return None if ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT else value
 
 
 def sessions_dir_option(help: str = SESSIONS_HELP):
-    return typer.Option(None, "--sessions-dir", help=help, show_default=False, metavar="DIR")
+    return typer.Option(None, "--sessions-dir", help=help, show_default=False, metavar="DIR",
+                        envvar="FMLAB_SESSIONS", show_envvar=True, callback=_env_left_to_the_core)  # fmt: skip
 
 
 def data_dir_option():
-    return typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR")
+    return typer.Option(None, "--data-dir", help=DATA_DIR_HELP, metavar="DIR",
+                        envvar="FMLAB_DATA", show_envvar=True, callback=_env_left_to_the_core)  # fmt: skip
 
 
 def format_option():
-    return typer.Option("markdown", "--format", help=FORMAT_HELP, metavar="FORMAT")
+    from fmlab.trainer.studies.tables import FORMATS
+
+    return choice_option("markdown", "--format", FORMATS, FORMAT_HELP)
+
+
+def json_option(help: str = "Print JSON instead of text."):
+    return typer.Option(False, "--json", help=help)
 
 
 def quiet_option(help: str = "No progress display."):
@@ -103,7 +256,7 @@ def require_writable_dir(path: Path, option: str) -> None:
         usage_error(option, f"{path} is not writable")
 
 
-FORMAT_HELP = "Table format: markdown, csv or json."
+FORMAT_HELP = "Table format (--json is --format json)."
 
 
 class LiveStdout:
@@ -121,12 +274,17 @@ class LiveStdout:
         sys.stdout.flush()
 
 
-def check_format(fmt: str) -> str:
+def check_format(fmt: str, json_output: bool = False) -> str:
+    """The table format: ``--format``, or json for ``--json``."""
     from fmlab.trainer.studies.tables import FORMATS
 
     value = fmt.strip().lower()
     if value not in FORMATS:
         usage_error("format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    if json_output:
+        if value not in ("markdown", "json"):  # markdown: the default, not given
+            usage_error("json", f"--json asks for JSON; --format says {value}")
+        return "json"
     return value
 
 
@@ -164,7 +322,7 @@ def write_out(out: Optional[Path], text: str) -> None:
         write_atomic(out, text)
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror or exc}")
-    typer.echo(f"table saved: {out}", err=True)
+    typer.echo(f"table saved: {absolute(out)}", err=True)
 
 
 class SaveWarnings:

@@ -8,8 +8,10 @@ must show as an escape rather than act on the terminal.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -52,6 +54,12 @@ def config_usage_error(error: ConfigError) -> NoReturn:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, allow_nan=False, default=str)
     sys.stdout.write("\n")
+
+
+def absolute(path: Path | str) -> Path:
+    """``path`` as an absolute path (symbolic links left as they are), for
+    printing: a path read in a log or pasted elsewhere still leads there."""
+    return Path(os.path.abspath(path))
 
 
 def percent(value: float | None) -> str:

@@ -5,7 +5,8 @@ runs share one bar counted in epochs over all of them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -33,6 +34,60 @@ def started_line(event: RunStarted) -> str:
     )
 
 
+class QuietControlKeys:
+    """While a progress bar shows, the terminal does not echo ``^C``: the
+    echo can push the bar's line down (it wraps when the bar fills the
+    width), and the bar, erased where it was, would stay on the screen."""
+
+    def __init__(self) -> None:
+        self.saved: list | None = None
+
+    def start(self) -> None:
+        import sys
+
+        try:
+            import termios
+
+            fd = sys.stdin.fileno()
+            if not sys.stdin.isatty():
+                return
+            attributes = termios.tcgetattr(fd)
+            self.saved = [list(a) if isinstance(a, list) else a for a in attributes]
+            attributes[3] &= ~termios.ECHOCTL
+            termios.tcsetattr(fd, termios.TCSANOW, attributes)
+        except (ImportError, AttributeError, ValueError, OSError):  # no terminal, or no termios
+            self.saved = None
+
+    def stop(self) -> None:
+        if self.saved is None:
+            return
+        import sys
+        import termios
+
+        try:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, self.saved)
+        except (ValueError, OSError):
+            pass
+        self.saved = None
+
+
+class _Quiet:
+    def update(self, text: str) -> None:
+        pass
+
+
+@contextmanager
+def spinner(text: str, console: Console | None = None) -> Iterator:
+    """A spinner with ``text`` on stderr while the block runs, where stderr
+    is a terminal (a pipe or a log gets nothing); ``update`` changes the text."""
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        yield _Quiet()
+        return
+    with console.status(text) as status:
+        yield status
+
+
 class ProgressPrinter:
     """Shows the progress of ``configs`` training; call it with each
     ``(position, event)``, ``close()`` at the end."""
@@ -51,6 +106,7 @@ class ProgressPrinter:
         self.last_acc: float | None = None
         self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
+        self.keys = QuietControlKeys()
         if not quiet:
             self.progress = Progress(
                 TextColumn(f"[bold]{label}" if not self.alone else "[bold]{task.fields[where]}"),
@@ -69,9 +125,11 @@ class ProgressPrinter:
         if isinstance(event, RunStarted):
             self.steps_per_epoch[position] = max(1, event.steps_per_epoch)
             if self.alone:
-                self.console.print(started_line(event), highlight=False)
+                self.console.print(started_line(event), highlight=False, markup=False, soft_wrap=True)
                 for note in event.notes:
-                    self.console.print(f"note: {note}", highlight=False)
+                    self.console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+            if self.console.is_terminal:
+                self.keys.start()
             self.progress.start()
         elif isinstance(event, StepMetrics):
             self.done[position] = max(self.done[position], event.step / self.steps_per_epoch[position])
@@ -80,7 +138,7 @@ class ProgressPrinter:
             self.done[position] = float(event.epoch)
             self.last_acc = event.test_acc
             if self.alone:
-                self.console.print(epoch_line(event), highlight=False)
+                self.console.print(epoch_line(event), highlight=False, markup=False, soft_wrap=True)
             else:
                 self.now = f"{self.names[position]}: {event.test_acc:.2f}% at epoch {event.epoch}/{self.epochs[position]}"
         elif isinstance(event, RunFinished):
@@ -110,15 +168,16 @@ class ProgressPrinter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+        self.keys.stop()
 
 
 def follow_sweep(runner, datasets, *, quiet: bool, label: str, train_limit: int | None = None,
-                 on_event=None, cancel=None, events=None) -> bool:  # fmt: skip
+                 on_event=None, cancel=None, events=None) -> int | None:  # fmt: skip
     """Train ``runner``'s (a Sweep's) pending runs with one progress bar;
     Ctrl+C and SIGTERM set ``cancel`` and stop them (saved as stopped).
     ``events`` replaces ``runner.run(...)`` as the stream when given (a study
-    wraps it); ``on_event(index, event)`` sees every event. Returns whether
-    training was stopped."""
+    wraps it); ``on_event(index, event)`` sees every event. Returns the
+    signal that stopped the training (None: it was not stopped)."""
     import threading
 
     from fmlab.trainer.studies.sweep import SweepError
@@ -131,7 +190,7 @@ def follow_sweep(runner, datasets, *, quiet: bool, label: str, train_limit: int 
     )
     slots = {index: slot for slot, index in enumerate(pending)}
     cancel = cancel or threading.Event()
-    with StopOnSignal(cancel):
+    with StopOnSignal(cancel) as stop:
         try:
             stream = events if events is not None else runner.run(datasets, cancel, train_limit=train_limit)
             for index, event in stream:
@@ -142,4 +201,4 @@ def follow_sweep(runner, datasets, *, quiet: bool, label: str, train_limit: int 
             fail(str(exc))
         finally:
             progress.close()
-    return cancel.is_set()
+    return stop.signum

@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 
 from fmlab.tui.cli.options import data_dir_option, load_data, quiet_option
-from fmlab.tui.cli.output import FAILURE, plural, usage_error
+from fmlab.tui.cli.output import absolute, plural, usage_error
 from fmlab.tui.cli.progress import follow_sweep
+from fmlab.tui.cli.signals import interrupted_status
 
 
 def reproduce(
@@ -30,9 +31,10 @@ def reproduce(
 ) -> None:
     """Run all four studies of the reference and write OUT/REPORT.md.
 
-    Interrupted? Run the same command again: finished runs are kept and runs
-    cut off continue from their last finished epoch. The full reproduction
-    takes over an hour on a 2-core CPU; --quick a few minutes.
+    Interrupted (Ctrl+C or SIGTERM: exit status 130 or 143)? Run the same
+    command again: finished runs are kept and runs cut off continue from
+    their last finished epoch. The full reproduction takes over an hour on a
+    2-core CPU; --quick a few minutes.
     """
     import threading
     import time
@@ -52,6 +54,7 @@ def reproduce(
     repro.on_warning = SaveWarnings()
     repro.environment = describe_machine()
     cancel = threading.Event()
+    stopped_by: int | None = None
     started = time.perf_counter()
     for number, study in enumerate(repro.studies, start=1):
         if cancel.is_set():
@@ -63,10 +66,10 @@ def reproduce(
             + (f" ({done} already done)" if done else ""),
             err=True,
         )
-        follow_sweep(repro.sweep(study), datasets, quiet=quiet, label=study.name, cancel=cancel,
-                     events=repro.run_study(study, datasets, cancel))  # fmt: skip
+        stopped_by = follow_sweep(repro.sweep(study), datasets, quiet=quiet, label=study.name, cancel=cancel,
+                                  events=repro.run_study(study, datasets, cancel))  # fmt: skip
     report = repro.write_report()
-    typer.echo(f"report: {report} ({time.perf_counter() - started:.0f} s this time)")
-    if cancel.is_set():
+    typer.echo(f"report: {absolute(report)} ({time.perf_counter() - started:.0f} s this time)")
+    if stopped_by is not None:
         typer.echo("stopped: run the same command again to resume", err=True)
-        raise typer.Exit(FAILURE)
+        raise typer.Exit(interrupted_status(stopped_by))

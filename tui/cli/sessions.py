@@ -1,4 +1,4 @@
-"""``fmlab sessions list|show`` and ``fmlab export``.
+"""``fmlab sessions list|show|schema`` and ``fmlab export``.
 
 Everything shown here was read from files: it is printed through
 ``output.say``/``text_table``, which escape control characters.
@@ -11,8 +11,9 @@ from typing import Optional
 
 import typer
 
-from fmlab.tui.cli.options import resolve_sessions_dir, sessions_dir_option
+from fmlab.tui.cli.options import json_option, resolve_sessions_dir, session_ref_argument, sessions_dir_option
 from fmlab.tui.cli.output import (
+    absolute,
     fail,
     optional,
     percent,
@@ -26,9 +27,12 @@ from fmlab.tui.cli.output import (
 
 def sessions_list(
     sessions_dir: Optional[Path] = sessions_dir_option(),
-    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_output: bool = json_option("Print JSON instead of a table."),
 ) -> None:
-    """List saved sessions, newest first; unreadable files get a warning line."""
+    """List saved sessions, newest first; unreadable files get a warning line.
+
+    Sessions in study folders (a reproduction's sessions/lr/, ...) are listed
+    too, with their study."""
     from dataclasses import asdict
 
     from fmlab.trainer.sessions import list_sessions
@@ -40,13 +44,15 @@ def sessions_list(
     for problem in bad:
         warn(problem)
     if json_output:
-        print_json([{**asdict(s), "path": str(s.path), "partial_data": s.partial_data} for s in good])
+        print_json([{**asdict(s), "path": str(absolute(s.path)), "partial_data": s.partial_data} for s in good])
         return
     if not good:
-        say(f"no sessions in {directory}")
+        say(f"no sessions in {absolute(directory)}")
         return
+    studies = any(s.study for s in good)
     rows = [
         (
+            *((s.study or "-",) if studies else ()),
             s.id,
             s.created[:16].replace("T", " "),
             s.arch,
@@ -60,8 +66,21 @@ def sessions_list(
         )
         for s in good
     ]
-    headers = ("id", "when", "arch", "lr", "epochs", "best", "final", "conv", "data", "status")
-    say_lines(text_table(headers, rows, right={3, 4, 5, 6, 7}))
+    headers = (
+        *(("study",) if studies else ()),
+        "id",
+        "when",
+        "arch",
+        "lr",
+        "epochs",
+        "best",
+        "final",
+        "conv",
+        "data",
+        "status",
+    )
+    right = {3, 4, 5, 6, 7}
+    say_lines(text_table(headers, rows, right={i + 1 for i in right} if studies else right))
 
 
 def say_lines(text: str) -> None:
@@ -71,11 +90,9 @@ def say_lines(text: str) -> None:
 
 
 def sessions_show(
-    session: str = typer.Argument(..., help="Session id (or a unique prefix of it, or a path)."),
+    session: str = session_ref_argument(),
     sessions_dir: Optional[Path] = sessions_dir_option(),
-    json_output: bool = typer.Option(
-        False, "--json", help="Print the whole session file as JSON, with its analysis."
-    ),
+    json_output: bool = json_option("Print the whole session file as JSON, with its analysis."),
 ) -> None:
     """Show one session: config, environment, results, per-epoch metrics and
     what its curves say (lowest test loss, best accuracy, stability, trend)."""
@@ -95,7 +112,7 @@ def sessions_show(
         print_json({**json.loads(encode(record)), "analysis": analysis.to_dict()})
         return
     results = record.results
-    say(f"session {record.id}  ({record.path})")
+    say(f"session {record.id}  ({absolute(record.path)})")
     say(
         f"config:  {record.config.describe()}, seed {record.config.seed}, shuffle {'on' if record.config.shuffle else 'off'}"
     )
@@ -137,8 +154,8 @@ def sessions_show(
 
 
 def export(
-    sessions: list[str] = typer.Argument(
-        ..., metavar="ID...", help="Session ids (or unique prefixes, or paths)."
+    sessions: list[str] = session_ref_argument(
+        "Session ids, unique prefixes of them, paths, or latest (also -1), -2... counted from the newest."
     ),
     out: Path = typer.Option(
         ...,
@@ -167,4 +184,14 @@ def export(
         written = export_sessions(records, out)
     except ExportError as exc:
         fail(str(exc))
-    say(f"wrote {written} ({len(records)} session{'s' if len(records) > 1 else ''})")
+    say(f"wrote {absolute(written)} ({len(records)} session{'s' if len(records) > 1 else ''})")
+
+
+def sessions_schema() -> None:
+    """Print the JSON Schema of a session file.
+
+    It is made from the declarations fmlab reads session files with; fmlab
+    also checks what a schema cannot say (its description lists it)."""
+    from fmlab.trainer.sessions.schema import session_schema
+
+    print_json(session_schema())

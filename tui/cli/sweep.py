@@ -15,16 +15,20 @@ from fmlab.tui.cli.options import (
     SaveWarnings,
     check_format,
     check_out_file,
+    choice_option,
     data_dir_option,
     format_option,
+    json_option,
     load_data,
     quiet_option,
     run_field_options,
+    session_ref_option,
     sessions_dir_option,
     write_out,
 )
-from fmlab.tui.cli.output import FAILURE, config_usage_error, fail, usage_error
+from fmlab.tui.cli.output import FAILURE, absolute, config_usage_error, fail, usage_error
 from fmlab.tui.cli.progress import follow_sweep
+from fmlab.tui.cli.signals import interrupted_status
 
 # A field a preset sets is None until given, so that the preset's value stands.
 PRESET_FIELDS = frozenset(name for preset in PRESETS.values() for name in preset.options)
@@ -32,22 +36,23 @@ PRESET_FIELDS = frozenset(name for preset in PRESETS.values() for name in preset
 
 @run_field_options(lists=True, unset=PRESET_FIELDS, after="preset")
 def sweep(
-    preset: Optional[str] = typer.Option(
-        None, help="lr, convergence or architectures: the reference study's questions.", metavar="NAME"
+    preset: Optional[str] = choice_option(
+        None, "--preset", tuple(PRESETS), "The reference study's questions."
     ),
     stack: bool = typer.Option(
         True,
         "--stack/--no-stack",
         help="Train runs of one shape together as one stack (the default), or one by one.",
     ),
-    resume: Optional[str] = typer.Option(
-        None,
+    resume: Optional[str] = session_ref_option(
         "--resume",
+        "Continue a stopped or killed sweep (its own grid is used): finished runs are kept, "
+        "runs cut off continue from their last finished epoch; latest or -1 is the newest sweep.",
         metavar="SWEEP_ID",
-        help="Continue a stopped or killed sweep (its own grid is used): finished runs are kept, "
-        "runs cut off continue from their last finished epoch.",
+        sweeps=True,
     ),
     fmt: str = format_option(),
+    json_output: bool = json_option("Print the table as JSON (the same as --format json)."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Also write the finished table to this file.", metavar="FILE"
     ),
@@ -67,12 +72,15 @@ def sweep(
       fmlab sweep --preset lr
 
       fmlab sweep --lr 0.1,0.01 --arch base,wider --epochs 5 --format csv
+
+    Ctrl+C or SIGTERM stops it (its runs are saved as stopped; exit status
+    130 or 143); fmlab sweep --resume latest continues it.
     """
     from fmlab.trainer.config import ConfigError
     from fmlab.trainer.studies.grid import expand, grid_to_dict, parse_grid
     from fmlab.trainer.studies.tables import table_columns
 
-    fmt = check_format(fmt)
+    fmt = check_format(fmt, json_output)
     check_out_file(out)
     chosen = None
     if preset is not None:
@@ -106,11 +114,14 @@ def sweep(
                            grid=grid_to_dict(grid), stacked=stack, on_warning=SaveWarnings())  # fmt: skip
     columns = table_columns(runner.record.table, runner.record.configs)
     datasets = load_data(data_dir, runner.record.configs[0].device)
-    _run_sweep(runner, datasets, columns, fmt, quiet)
+    stopped_by = _run_sweep(runner, datasets, columns, fmt, quiet)
     _finish_sweep(runner, columns, fmt, out, figures)
+    if stopped_by is not None:
+        raise typer.Exit(interrupted_status(stopped_by))
 
 
-def _run_sweep(runner, datasets, columns: list[str], fmt: str, quiet: bool) -> None:
+def _run_sweep(runner, datasets, columns: list[str], fmt: str, quiet: bool) -> int | None:
+    """Train the sweep, its table on stdout; the signal that stopped it, if one did."""
     from fmlab.trainer.events import RunFinished
     from fmlab.trainer.studies.tables import TableWriter
 
@@ -124,14 +135,15 @@ def _run_sweep(runner, datasets, columns: list[str], fmt: str, quiet: bool) -> N
         if isinstance(event, RunFinished):
             writer.row(runner.rows[index])
 
-    stopped = follow_sweep(runner, datasets, quiet=quiet, label="sweep", on_event=table_row)
+    stopped_by = follow_sweep(runner, datasets, quiet=quiet, label="sweep", on_event=table_row)
     if fmt == "json":
         # JSON is one document: the rows, in grid order
         writer.rows = [row for row in runner.rows if row is not None]
     writer.close()
-    if stopped:
+    if stopped_by is not None:
         typer.echo(f"stopped: unfinished runs are saved as stopped sessions; continue with "
                    f"fmlab sweep --resume {runner.record.id}", err=True)  # fmt: skip
+    return stopped_by
 
 
 def _finish_sweep(runner, columns: list[str], fmt: str, out: Optional[Path], figures: Optional[Path]) -> None:
@@ -140,7 +152,7 @@ def _finish_sweep(runner, columns: list[str], fmt: str, out: Optional[Path], fig
 
     rows = [row for row in runner.rows if row is not None]  # stopped and failed runs too, marked
     write_out(out, table_text(columns, rows, fmt))
-    typer.echo(f"sweep saved: {runner.record.path} ({runner.record.seconds:.1f} s)", err=True)
+    typer.echo(f"sweep saved: {absolute(runner.record.path)} ({runner.record.seconds:.1f} s)", err=True)
     if figures is not None and rows:
         from fmlab.trainer.export import ExportError
         from fmlab.trainer.figures import run_figures, sweep_figures
@@ -150,7 +162,7 @@ def _finish_sweep(runner, columns: list[str], fmt: str, out: Optional[Path], fig
             paths = sweep_figures(records, figures, runner.record.id) + run_figures(records, figures)
         except (ExportError, OSError) as exc:
             fail(str(exc))
-        typer.echo(f"figures: {len(paths)} PNG files in {figures}", err=True)
+        typer.echo(f"figures: {len(paths)} PNG files in {absolute(figures)}", err=True)
     for problem in runner.unsaved:
         typer.echo(f"Error: not saved: {problem}", err=True)
     if any(row.status == "failed" for row in rows) or runner.unsaved:

@@ -15,14 +15,16 @@ from fmlab.trainer.events import RunFinished
 from fmlab.tui.cli.options import (
     SaveWarnings,
     data_dir_option,
+    json_option,
     load_data,
     quiet_option,
     require_writable_dir,
     resolve_sessions_dir,
     run_field_options,
+    session_ref_option,
     sessions_dir_option,
 )
-from fmlab.tui.cli.output import FAILURE, config_usage_error, fail, percent, print_json
+from fmlab.tui.cli.output import FAILURE, absolute, config_usage_error, fail, percent, plural, print_json
 from fmlab.tui.cli.progress import ProgressPrinter
 from fmlab.tui.cli.signals import StopOnSignal
 
@@ -61,7 +63,7 @@ def run_training(
     progress = ProgressPrinter([config], quiet=quiet or json_output)
     cancel = threading.Event()
     finished: RunFinished | None = None
-    with StopOnSignal(cancel):
+    with StopOnSignal(cancel) as stop:
         try:
             for position, event in service.run([job], cancel):
                 progress(position, event)
@@ -73,9 +75,12 @@ def run_training(
             progress.close()
     assert finished is not None
     _summary(config, finished, service.recorders[0], json_output)
+    stop.exit_if_stopped()
 
 
 def _summary(config: RunConfig, finished: RunFinished, recorder, json_output: bool) -> None:
+    from fmlab.trainer.fields import config_json
+
     results = finished.results
     if recorder.save_error:
         recorder.finish()  # the disk may have room again by now
@@ -84,8 +89,8 @@ def _summary(config: RunConfig, finished: RunFinished, recorder, json_output: bo
         print_json(
             {
                 "session": recorder.record.id if recorder.record else None,
-                "path": str(recorder.path) if saved else None,
-                "config": config.describe(),
+                "path": str(absolute(recorder.path)) if saved else None,
+                "config": config_json(config),
                 "results": asdict(results),
                 "epochs": [asdict(e) for e in recorder.record.epochs] if recorder.record else [],
             }
@@ -95,12 +100,12 @@ def _summary(config: RunConfig, finished: RunFinished, recorder, json_output: bo
         line += f", best {percent(results.best_test_acc)}"
         if results.converged_epoch is not None:
             line += f", converged at epoch {results.converged_epoch}"
-        line += f", {results.epochs_done} epochs in {results.seconds:.1f} s"
+        line += f", {plural(results.epochs_done, 'epoch')} in {results.seconds:.1f} s"
         if results.message:
             line += f" ({results.message})"
         typer.echo(line)
         if saved:
-            typer.echo(f"session saved: {recorder.path}")
+            typer.echo(f"session saved: {absolute(recorder.path)}")
         else:
             typer.echo(f"session NOT saved: {recorder.save_error}", err=True)
     if results.status == "failed" or not saved:
@@ -111,22 +116,21 @@ def _summary(config: RunConfig, finished: RunFinished, recorder, json_output: bo
 def train(
     data_dir: Optional[Path] = data_dir_option(),
     sessions_dir: Optional[Path] = sessions_dir_option(),
-    json_output: bool = typer.Option(
-        False, "--json", help="Print one JSON object with the results instead of text."
-    ),
+    json_output: bool = json_option("Print one JSON object with the results instead of text."),
     quiet: bool = quiet_option("No progress display, just the summary."),
-    resume: Optional[str] = typer.Option(
-        None,
+    resume: Optional[str] = session_ref_option(
         "--resume",
-        metavar="ID",
-        help="Continue a stopped or interrupted session from its last finished epoch (its own settings are used).",
+        "Continue a stopped or interrupted session from its last finished epoch (its own settings "
+        "are used); latest or -1 is the newest session.",
     ),
     **fields: object,
 ) -> None:
     """Train one run and save it as a session.
 
     The reference experiment: fmlab train --lr 0.1 --epochs 10 (base MLP, batch
-    64, plain SGD, no shuffle) reaches about 87% test accuracy.
+    64, plain SGD, no shuffle) reaches about 87% test accuracy. Ctrl+C or
+    SIGTERM stops the run at its next step and saves it as stopped (exit
+    status 130 or 143).
     """
     from fmlab.trainer.fields import parse_run_config
 

@@ -7,29 +7,32 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header
+from textual.widgets import Button, Header
 
 from fmlab.trainer.config import RunConfig
 from fmlab.tui.widgets.config_form import ConfigForm
+from fmlab.tui.widgets.key_footer import KeyFooter
 from fmlab.tui.widgets.param_inspector import ParamInspector
 
 
 class ConfigureScreen(Screen):
     CSS_PATH = "configure.tcss"
-    BINDINGS = [Binding("ctrl+r", "start", "Start run", priority=True)]
+    BINDINGS = [Binding("ctrl+r", "start", "Start run", priority=True, tooltip="Train the run in the form")]
 
     def __init__(self, initial: RunConfig | None = None) -> None:
         super().__init__()
         self.initial = initial
 
     def compose(self) -> ComposeResult:
+        settings = getattr(self.app, "settings", None)
+        initial = self.initial or (settings.current.run_config() if settings is not None else None)
         yield Header()
         with Horizontal():
             with Vertical(id="form-column"):
-                yield ConfigForm(self.initial, id="form")
+                yield ConfigForm(initial, id="form")
                 yield Button("Start run (ctrl+r)", variant="primary", compact=True, id="start")
             yield ParamInspector(id="inspector")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.sub_title = "configure a run"
@@ -57,4 +60,12 @@ class ConfigureScreen(Screen):
             fields = ", ".join(name.replace("_", " ") for name in form.errors)
             self.notify(f"fix the flagged fields first: {fields}", severity="error")
             return
+        settings = getattr(self.app, "settings", None)
+        if settings is not None:
+            settings.remember_run(config)  # the form starts from it next time
         self.app.start_training(config)
+
+    def fill_form(self, config: RunConfig) -> None:
+        """Put ``config``'s settings in the form (``n`` in the sessions browser)."""
+        self.query_one(ConfigForm).fill(config)
+        self.notify(f"the form holds {config.describe()}: ctrl+r starts it", timeout=5)

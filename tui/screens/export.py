@@ -33,6 +33,9 @@ class ExportScreen(ModalScreen[Path | None]):
             with Horizontal(classes="dialog-row"):
                 yield Label("file")
                 yield Input(str(self.folder / f"{self.name_stem}.png"), compact=True, id="export-path")
+            yield Static(
+                "A relative path is in the working folder (where fmlab started).", classes="dialog-note"
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Export", variant="primary", compact=True, id="export")
                 yield Button("Cancel", compact=True, id="cancel")

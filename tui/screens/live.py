@@ -16,21 +16,22 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
-from fmlab.trainer.config import RunConfig
-from fmlab.trainer.data import DatasetCache
+from fmlab.trainer.config import ConfigError, RunConfig
+from fmlab.trainer.data import DataError, DatasetCache
 from fmlab.trainer.events import RunFinished, RunStarted
-from fmlab.trainer.jobs import Job, JobService
+from fmlab.trainer.jobs import Job, JobError, JobService, resume_job
 from fmlab.trainer.replay import ReplayControl, play
 from fmlab.trainer.sessions import SessionRecord
 from fmlab.trainer.text import visible
 from fmlab.tui.literal import notify_literally
-from fmlab.tui.messages import TrainingEvent, TrainingMessage
+from fmlab.tui.messages import RunRefused, TrainingEvent, TrainingMessage
 from fmlab.tui.screens.live_run import LiveRun
 from fmlab.tui.screens.training_view import TrainingView
 from fmlab.tui.widgets.accuracy_chart import AccuracyChart
 from fmlab.tui.widgets.gradient_chart import GradientChart
+from fmlab.tui.widgets.key_footer import KeyFooter
 from fmlab.tui.widgets.loss_chart import LossChart
 from fmlab.tui.widgets.metric_chart import RunSeries
 from fmlab.tui.widgets.run_progress import RunProgress
@@ -40,12 +41,11 @@ from fmlab.tui.widgets.system_line import SystemLine
 class LiveScreen(TrainingView):
     CSS_PATH = "live.tcss"
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("c", "stop", "Stop run"),
-        Binding("x", "toggle_axis", "x step/epoch"),
-        Binding("space", "toggle_pause", "Play/pause"),
-        Binding("f", "faster", "Speed"),
-        Binding("r", "restart", "Restart"),
+        Binding("escape", "back", "Back", tooltip="Back to the sessions browser"),
+        Binding("c", "stop", "Stop run", tooltip="Stop the run (it is saved as stopped)"),
+        Binding("space", "toggle_pause", "Play/pause", tooltip="Pause or play the replay"),
+        Binding("f", "faster", "Speed", tooltip="Replay speed: 1x, 2x, 5x, 10x, instant"),
+        Binding("r", "restart", "Restart", tooltip="Replay from the start"),
     ]
     STOP_QUESTION = "A run is training. Stop it (it is saved as stopped) and start this one?"
     QUIT_NOTICE = "Stopping the run and saving it…"
@@ -65,11 +65,15 @@ class LiveScreen(TrainingView):
             yield AccuracyChart(id="accuracy-chart")
         yield GradientChart(id="gradient-chart")
         yield SystemLine(self.app.probe.line, id="system")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         # the header shows titles literally; visible() keeps control characters out
         self.sub_title = f"replay {visible(self.record.id)}" if self.record else "live run"
+        settings = getattr(self.app, "settings", None)
+        if settings is not None:
+            for chart in self.charts():
+                chart.x_axis = settings.current.charts.x_axis
         if self.record is not None:
             self.start_replay()
         self.redraw()
@@ -87,6 +91,14 @@ class LiveScreen(TrainingView):
         self.live = LiveRun()
         training = self._trained(run_id, config, self.app.sessions_dir, self.app.datasets, self.cancel)
         self.start_job(training, device=config.device)
+
+    def start_resume(self, session_path: Path) -> None:
+        """Continue the stopped or interrupted session at ``session_path``
+        from its last finished epoch; its earlier epochs show at once."""
+        run_id = self.next_run()
+        self.live = LiveRun()
+        training = self._resumed(run_id, session_path, self.app.sessions_dir, self.app.datasets, self.cancel)
+        self.start_job(training)
 
     def start_replay(self) -> None:
         assert self.record is not None
@@ -107,6 +119,36 @@ class LiveScreen(TrainingView):
         service = JobService(sessions_dir, datasets, on_warning=self.save_warning(run_id))
         for position, event in service.run([Job(config)], cancel):
             yield TrainingEvent(run_id, position, event, service.session_path(position))
+
+    def _resumed(
+        self,
+        run_id: int,
+        session_path: Path,
+        sessions_dir: Path,
+        datasets: DatasetCache,
+        cancel: threading.Event,
+    ) -> Iterator[TrainingMessage]:
+        """Read the session and its checkpoint (in the worker: the folder is
+        untrusted and may be slow), then train on; what was trained before
+        follows the run's RunStarted, so the charts hold the whole run."""
+        job: Job | None = None
+        try:
+            job = resume_job(session_path)
+            service = JobService(sessions_dir, datasets, on_warning=self.save_warning(run_id))
+            service.check_resumed(job)
+        except (JobError, DataError, ConfigError) as exc:
+            if job is not None and job.resume is not None:
+                job.resume.lock.release()
+            yield RunRefused(run_id, str(exc))
+            return
+        record = job.resume.record
+        before = job.resume.checkpoint.step
+        history = [s for s in record.steps.events() if s.step <= before] + list(job.resume.checkpoint.history)
+        for position, event in service.run([job], cancel):
+            yield TrainingEvent(run_id, position, event, service.session_path(position))
+            if isinstance(event, RunStarted):
+                for earlier in history:
+                    yield TrainingEvent(run_id, position, earlier)
 
     def _replayed(
         self, run_id: int, record: SessionRecord, control: ReplayControl
@@ -150,6 +192,11 @@ class LiveScreen(TrainingView):
         if action == "back":
             return len(self.app.screen_stack) > 1
         return super().check_action(action, parameters)
+
+    def axis_changed(self, axis: str) -> None:
+        settings = getattr(self.app, "settings", None)
+        if settings is not None and self.record is None:
+            settings.update(charts={"x_axis": axis})
 
     def action_back(self) -> None:
         self.control.stop()

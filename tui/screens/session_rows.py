@@ -4,23 +4,43 @@ and the reading its thread workers do."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fmlab.trainer.sessions import ListingCache, SessionError, SessionRecord, SessionSummary, load
 from fmlab.tui.literal import cell
 
-COLUMNS = ("", "when", "arch", "lr", "epochs", "final", "best", "conv", "status", "id")
-# fixed widths: an auto-width table measures every cell of every row on each fill
-WIDTHS = (1, 11, 8, 6, 7, 6, 6, 4, 11, 34)
-SORT_KEYS = {
-    "when": lambda s: (s.created, s.id),
-    "arch": lambda s: s.arch,
-    "lr": lambda s: s.lr,
-    "final": lambda s: s.final_test_acc if s.final_test_acc is not None else -1.0,
-    "best": lambda s: s.best_test_acc if s.best_test_acc is not None else -1.0,
-    "status": lambda s: s.status,
-}
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int  # fixed: an auto-width table measures every cell of every row on each fill
+    sort: Callable[[SessionSummary], object] | None = None
+
+
+def _or_low(value: float | None) -> float:
+    return value if value is not None else -1.0
+
+
+COLUMNS = (
+    Column("mark", "", 1),
+    Column("when", "when", 11, lambda s: (s.created, s.id)),
+    Column("arch", "arch", 8, lambda s: s.arch),
+    Column("lr", "lr", 6, lambda s: s.lr),
+    Column("epochs", "epochs", 7, lambda s: (s.epochs_done, s.epochs)),
+    Column("final", "final", 6, lambda s: _or_low(s.final_test_acc)),
+    Column("best", "best", 6, lambda s: _or_low(s.best_test_acc)),
+    Column("conv", "conv", 5, lambda s: s.converged_epoch if s.converged_epoch is not None else 10**9),
+    Column("status", "status", 11, lambda s: s.status),
+    # past 80 columns (the detail line under the table shows them too)
+    Column("bs", "bs", 5, lambda s: s.batch_size),
+    Column("opt", "opt", 5, lambda s: s.optimizer),
+    Column("seed", "seed", 6, lambda s: s.seed),
+    Column("id", "id", 34, lambda s: s.id),
+)
+SORT_KEYS = {column.key: column.sort for column in COLUMNS if column.sort is not None}
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,9 @@ def row_of(summary: SessionSummary, marked: bool) -> tuple:
         percent(summary.best_test_acc),
         "-" if summary.converged_epoch is None else str(summary.converged_epoch),
         cell(summary.status),
+        str(summary.batch_size),
+        cell(summary.optimizer),
+        str(summary.seed),
         cell(summary.id),
     )
 
@@ -84,6 +107,38 @@ def key_of(summary: SessionSummary) -> str:
     return str(summary.path)
 
 
+# What the filter matches: each field's text, by the name a word may give it.
+FILTER_FIELDS: dict[str, Callable[[SessionSummary], str]] = {
+    "arch": lambda s: s.arch,
+    "lr": lambda s: f"{s.lr:g}",
+    "bs": lambda s: str(s.batch_size),
+    "opt": lambda s: s.optimizer,
+    "seed": lambda s: str(s.seed),
+    "status": lambda s: s.status,
+    "study": lambda s: s.study,
+    "id": lambda s: s.id,
+}
+WORDS = ("arch", "opt", "status", "study")  # a bare word may be the start of one of these
+TEXT_FIELDS = ("arch", "opt", "status", "study", "id")  # field:value finds value anywhere in these
+FILTER_HINT = "filter: base 0.1 adam stopped (whole values) · lr:0.1 bs:64 seed:1 id:3f (/)"
+
+
 def matches(summary: SessionSummary, text: str) -> bool:
-    haystack = f"{summary.id} {summary.arch} {summary.lr:g} {summary.optimizer} {summary.status}"
-    return all(word in haystack.lower() for word in text.lower().split())
+    """Whether every word of ``text`` matches a field of the session.
+
+    A bare word is a field's whole value (``0.1`` is an lr, ``64`` a batch
+    size or a seed), or the start of an arch, optimizer, status or study
+    (``stop`` finds stopped runs); it is not looked for inside ids, whose
+    digits are a time. ``field:value`` looks in that field only, and in an
+    id or a study anywhere (``id:3f``)."""
+    for word in text.lower().split():
+        name, colon, value = word.partition(":")
+        if colon and name in FILTER_FIELDS:
+            found = FILTER_FIELDS[name](summary).lower()
+            if not (value in found if name in TEXT_FIELDS else found == value or not value):
+                return False
+            continue
+        values = {key: get(summary).lower() for key, get in FILTER_FIELDS.items() if key != "id"}
+        if not any(v == word or (key in WORDS and v.startswith(word)) for key, v in values.items()):
+            return False
+    return True

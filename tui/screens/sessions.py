@@ -1,7 +1,12 @@
 """The sessions browser: saved runs in a sortable, filterable table.
 
 Unreadable files show as warning rows (and one notification), never as a
-crash. Actions work on the marked rows (space) or else the highlighted one.
+crash. Actions work on the marked rows (space) that the filter shows, or
+else the highlighted one; marked rows the filter hides are left alone, and
+the bar and the actions say so. A click on a column header sorts by it
+(again: reversed), and the header shows the sort. ``n`` opens the run form
+with the highlighted session's settings, ``R`` continues a stopped or
+interrupted session in the live view.
 
 The folder is untrusted: listing it, reading a session and deleting happen in
 thread workers (a file there may be slow, or no file at all), and every id,
@@ -17,15 +22,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from fmlab.trainer.sessions import ListingCache, SessionRecord, SessionSummary, delete_session
 from fmlab.tui.literal import cell, literal, notify_literally, with_values
 from fmlab.tui.screens.session_rows import (
     COLUMNS,
+    FILTER_HINT,
     SORT_KEYS,
-    WIDTHS,
     LoadFailed,
     Unreadable,
     key_of,
@@ -34,6 +39,7 @@ from fmlab.tui.screens.session_rows import (
     matches,
     row_of,
 )
+from fmlab.tui.widgets.key_footer import KeyFooter
 
 FIRST_ROWS = 60
 
@@ -41,17 +47,19 @@ FIRST_ROWS = 60
 class SessionsScreen(Screen):
     CSS_PATH = "sessions.tcss"
     BINDINGS = [
-        Binding("o", "open", "Open"),
-        Binding("r", "replay", "Replay"),
-        Binding("space", "mark", "Mark"),
-        Binding("c", "compare", "Compare"),
-        Binding("e", "export", "Export"),
-        Binding("d", "delete", "Delete"),
-        Binding("s", "sort", "Sort"),
-        Binding("S", "reverse", "Reverse", show=False),
-        Binding("slash", "filter", "Filter"),
-        Binding("u", "reload", "Reload", show=False),
-        Binding("escape", "leave_filter", show=False),
+        Binding("o", "open", "Open", tooltip="Open the session's charts"),
+        Binding("r", "replay", "Replay", tooltip="Replay the session as it trained"),
+        Binding("space", "mark", "Mark", tooltip="Mark the session (for c, e and d)"),
+        Binding("c", "compare", "Compare", tooltip="Compare the marked sessions"),
+        Binding("n", "new_run", "New run", tooltip="The run form, filled in with this session's settings"),
+        Binding("R", "resume", "Resume", tooltip="Continue a stopped or interrupted session"),
+        Binding("e", "export", "Export", tooltip="Export the marked sessions (or this one)"),
+        Binding("d", "delete", "Delete", tooltip="Delete the marked sessions (or this one), after asking"),
+        Binding("slash", "filter", "Filter", tooltip="Filter by field: base 0.1 adam, or lr:0.1 id:3f"),
+        Binding("s", "sort", "Sort", show=False, tooltip="Sort by the next column"),
+        Binding("S", "reverse", "Reverse", show=False, tooltip="Reverse the sort"),
+        Binding("u", "reload", "Reload", show=False, tooltip="Read the folder again"),
+        Binding("escape", "leave_filter", "Table", show=False, tooltip="From the filter back to the table"),
     ]
 
     def __init__(self) -> None:
@@ -69,18 +77,14 @@ class SessionsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(
-            placeholder="filter: words in id, arch, lr, optimizer, status  (/)", compact=True, id="filter"
-        )
+        yield Input(placeholder=FILTER_HINT, compact=True, id="filter")
         yield DataTable(cursor_type="row", zebra_stripes=True, id="sessions")
         yield Static("", id="session-detail")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.sub_title = f"sessions in {self.app.sessions_dir}"  # the header shows it literally
-        table = self.query_one(DataTable)
-        for label, width in zip(COLUMNS, WIDTHS):
-            table.add_column(label, width=width)
+        self.add_columns()
         self.reload()
         self.query_one(DataTable).focus()
 
@@ -131,14 +135,25 @@ class SessionsScreen(Screen):
         rows = [s for s in self.summaries if matches(s, text) and key_of(s) not in self._failed]
         return sorted(rows, key=SORT_KEYS[self.sort_key], reverse=self.descending)
 
+    def add_columns(self) -> None:
+        """The columns, the sorted one's header marked ▼ (descending) or ▲."""
+        table = self.query_one(DataTable)
+        for column in COLUMNS:
+            label = column.label
+            if column.key == self.sort_key:
+                label += "▼" if self.descending else "▲"  # no space: it fits the narrow columns
+            table.add_column(label, width=column.width, key=column.key)
+
     def fill(self) -> None:
         table = self.query_one(DataTable)
         current = self.highlighted_key()
-        table.clear()
+        table.clear(columns=True)
+        self.add_columns()
         shown = self.visible()
         rows = [(row_of(s, key_of(s) in self.marked), key_of(s)) for s in shown]
+        status = [c.key for c in COLUMNS].index("status")
         rows += [
-            (["!", "", "", "", "", "", "", "", cell("unreadable", "bold red"), cell(bad.name)], bad.key)
+            (["!", *[""] * (status - 1), cell("unreadable", "bold red"), "", "", "", cell(bad.name)], bad.key)
             for bad in self.unreadable_rows()
         ]
         self._fills += 1
@@ -147,11 +162,6 @@ class SessionsScreen(Screen):
         self.add_rows(self._fills, rows[:FIRST_ROWS], current)
         if len(rows) > FIRST_ROWS:
             self.set_timer(0.1, lambda fill=self._fills: self.add_rows(fill, rows[FIRST_ROWS:], current))
-        self.query_one(
-            DataTable
-        ).border_subtitle = (
-            f"{len(self.summaries)} sessions · sorted by {self.sort_key} {'↓' if self.descending else '↑'}"
-        )
         self.show_detail()
 
     def add_rows(self, fill: int, rows: list[tuple[list[str], str]], current: str | None) -> None:
@@ -172,7 +182,18 @@ class SessionsScreen(Screen):
         except Exception:  # an empty or just-cleared table has no cursor row
             return None
 
+    def show_subtitle(self) -> None:
+        """Under the table: how many sessions show, how many are marked (and
+        hidden by the filter), and the sort."""
+        total, shown = len(self.summaries), len(self.visible())
+        parts = [f"{shown} of {total} sessions" if shown != total else f"{total} sessions"]
+        if self.marked:
+            parts.append(self.marks_text())
+        parts.append(f"sorted by {self.sort_key} {'▼' if self.descending else '▲'}")
+        self.query_one(DataTable).border_subtitle = " · ".join(parts)
+
     def show_detail(self) -> None:
+        self.show_subtitle()
         key = self.highlighted_key()
         detail = self.query_one("#session-detail", Static)
         bad = next((b for b in self.unreadable_rows() if b.key == key), None)
@@ -180,13 +201,14 @@ class SessionsScreen(Screen):
         if bad is not None:
             detail.update(with_values("[b red]unreadable:[/] $problem", problem=bad.problem))
         elif summary is not None:
-            marks = f" · {len(self.marked)} marked" if self.marked else ""
+            settings = f"{summary.optimizer} · bs {summary.batch_size} · seed {summary.seed}"
+            study = f" · study {summary.study}" if summary.study else ""
             detail.update(
                 with_values(
-                    "[b]$id[/b]  $optimizer$marks\n$path",
+                    "[b]$id[/b]  $settings$study\n$path",
                     id=summary.id,
-                    optimizer=summary.optimizer,
-                    marks=marks,
+                    settings=settings,
+                    study=study,
                     path=summary.path,
                 )
             )
@@ -209,13 +231,47 @@ class SessionsScreen(Screen):
     def on_input_submitted(self) -> None:
         self.query_one(DataTable).focus()
 
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """A click on a header sorts by that column; on the sorted one, reverses."""
+        key = event.column_key.value
+        if key not in SORT_KEYS:
+            return
+        if key == self.sort_key:
+            self.descending = not self.descending
+        else:
+            self.sort_key, self.descending = key, key in ("when", "final", "best")  # newest, best first
+        self.fill()
+
     # ------------------------------------------------------------ choosing
 
+    def hidden_marks(self) -> int:
+        """Marked sessions the filter hides now."""
+        shown = {key_of(s) for s in self.visible()}
+        return len(self.marked - shown)
+
+    def marks_text(self) -> str:
+        if not self.marked:
+            return ""
+        hidden = self.hidden_marks()
+        text = f"{len(self.marked)} marked"
+        return text + (
+            f", {hidden} hidden by the filter (c, e, d leave {'it' if hidden == 1 else 'them'} out)"
+            if hidden
+            else ""
+        )
+
     def chosen(self) -> list[SessionSummary]:
-        """The marked sessions, else the highlighted one."""
+        """The marked sessions the filter shows, else the highlighted one."""
         if self.marked:
             return [s for s in self.visible() if key_of(s) in self.marked]
         return self.highlighted_summaries()
+
+    def left_out(self) -> str:
+        """Words for the marked sessions an action leaves out (hidden by the filter)."""
+        hidden = self.hidden_marks() if self.marked else 0
+        if not hidden:
+            return ""
+        return f"{hidden} marked session{'s' if hidden > 1 else ''} hidden by the filter {'are' if hidden > 1 else 'is'} left out"
 
     def highlighted_summaries(self) -> list[SessionSummary]:
         key = self.highlighted_key()
@@ -267,16 +323,27 @@ class SessionsScreen(Screen):
         self.show_detail()
 
     def action_compare(self) -> None:
-        if len(self.marked) < 2:
-            self.notify("mark two or more sessions with space, then press c", severity="warning")
+        chosen = self.chosen() if self.marked else []
+        if len(chosen) < 2:
+            hidden = self.hidden_marks()
+            why = (
+                f" ({hidden} marked {'are' if hidden > 1 else 'is'} hidden by the filter: escape, then clear it)"
+                if hidden
+                else ""
+            )
+            self.notify(f"mark two or more sessions with space, then press c{why}", severity="warning")
             return
-        self.load_then(self.chosen(), self.open_compare)
+        if self.left_out():
+            self.notify(f"comparing the {len(chosen)} shown; {self.left_out()}", timeout=6)
+        self.load_then(chosen, self.open_compare)
 
     def open_compare(self, records: list[SessionRecord]) -> None:
         if self.is_current:
             self.app.open_compare(records)
 
     def action_export(self) -> None:
+        if self.left_out():
+            self.notify(f"exporting the {len(self.chosen())} shown; {self.left_out()}", timeout=6)
         self.load_then(self.chosen(), self.ask_export)
 
     def ask_export(self, records: list[SessionRecord]) -> None:
@@ -289,8 +356,7 @@ class SessionsScreen(Screen):
             if path is not None:
                 self.export(records, path)
 
-        folder = self.app.sessions_dir.parent / "exports"
-        self.app.open_export(len(records), folder, name, export)
+        self.app.open_export(len(records), self.app.exports_dir, name, export)
 
     @work(thread=True, exit_on_error=False, group="export")
     def export(self, records: list[SessionRecord], path: Path) -> Path:
@@ -345,8 +411,32 @@ class SessionsScreen(Screen):
             if confirmed:
                 self.delete(chosen)
 
-        question = with_values("Delete $names? The file cannot be brought back.", names=names)
+        more = f" ({self.left_out()}.)" if self.left_out() else ""
+        question = with_values("Delete $names? The file cannot be brought back.$more", names=names, more=more)
         self.app.confirm(question, delete)
+
+    def action_new_run(self) -> None:
+        """The run form, filled in with the highlighted session's settings."""
+        self.load_then(self.highlighted_summaries(), self.new_run)
+
+    def new_run(self, records: list[SessionRecord]) -> None:
+        if self.is_current:
+            self.app.call_later(self.app.new_run_from, records[0].config)
+
+    def action_resume(self) -> None:
+        """Continue the highlighted session, if it was stopped or interrupted."""
+        chosen = self.highlighted_summaries()
+        if not chosen:
+            self.load_then(chosen, lambda records: None)  # says why there is nothing to resume
+            return
+        summary = chosen[0]
+        if summary.status not in ("stopped", "interrupted"):
+            notify_literally(
+                self, f"{summary.id} is {summary.status}: only stopped or interrupted runs can be resumed",
+                severity="warning",
+            )  # fmt: skip
+            return
+        self.app.resume_training(summary.path)
 
     def action_sort(self) -> None:
         keys = list(SORT_KEYS)

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Label, Select, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Checkbox, DataTable, Header, Input, Label, Select, Static
 
 from fmlab.trainer.data import DatasetCache
 from fmlab.trainer.events import RunFinished, StepMetrics
@@ -33,6 +33,7 @@ from fmlab.tui.messages import SweepEnded, TrainingEvent, TrainingMessage
 from fmlab.tui.screens.sweep_run import SweepPlan, SweepRun, check_form
 from fmlab.tui.screens.training_view import TrainingView
 from fmlab.tui.widgets.accuracy_chart import AccuracyChart
+from fmlab.tui.widgets.key_footer import KeyFooter
 from fmlab.tui.widgets.loss_chart import LossChart
 from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries
 from fmlab.tui.widgets.run_progress import RunProgress
@@ -50,9 +51,8 @@ TABLE_SHARE = 0.4  # of the screen's height the table may grow to, with many run
 class SweepScreen(ValidatesSoon, TrainingView):
     CSS_PATH = "sweep.tcss"
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start", priority=True),
-        Binding("c", "stop", "Stop"),
-        Binding("x", "toggle_axis", "x step/epoch", show=False),  # the footer has no room at 80 columns
+        Binding("ctrl+r", "start", "Start", priority=True, tooltip="Train the sweep"),
+        Binding("c", "stop", "Stop", tooltip="Stop the sweep (its runs are saved as stopped)"),
     ]
     REDRAWS_PER_SECOND = 4
     TRAINING_PROGRESS_EVERY = 0.0  # every redraw: the timer is slower than the live view's
@@ -81,19 +81,22 @@ class SweepScreen(ValidatesSoon, TrainingView):
                     yield from self._field(name, form_label(name), _form_widget(FIELDS[name]))
                 stacked = Checkbox("by shape", True, compact=True, id="sw-stacked")
                 yield from self._field("stacked", "stacked", stacked)
-                yield Static("", id="sweep-hint")
+                # a box of fixed height: a refusal shown there moves no row under the pointer
+                with VerticalScroll(id="sweep-notes", can_focus=False):
+                    yield Static("", id="sweep-hint")
+                    for name in FORM_FIELDS:
+                        yield Static("", id=f"error-{name}", classes="field-error", name=form_label(name))
             yield DataTable(cursor_type="row", zebra_stripes=True, id="sweep-table")
         yield RunProgress(id="sweep-progress")
         with Horizontal(id="sweep-charts"):
             yield LossChart(id="sweep-loss")
             yield AccuracyChart(id="sweep-accuracy")
-        yield Footer()
+        yield KeyFooter()
 
     def _field(self, name: str, label: str, widget) -> ComposeResult:
         with Horizontal(classes="field-row", id=f"row-{name}"):
             yield Label(label, classes="field-label")
             yield widget
-        yield Static("", id=f"error-{name}", classes="field-error")
 
     def on_mount(self) -> None:
         self.sub_title = "sweep a grid of runs"
@@ -130,7 +133,9 @@ class SweepScreen(ValidatesSoon, TrainingView):
         for name in FORM_FIELDS:
             message = self.errors.get(name, "")
             error = self.query_one(f"#error-{name}", Static)
-            error.update(literal(f"↳ {message}") if message else "")  # messages quote what was typed
+            error.update(
+                literal(f"{error.name}: {message}") if message else ""
+            )  # messages quote what was typed
             error.set_class(bool(message), "-shown")
             self.query_one(f"#row-{name}").set_class(bool(message), "-invalid")
         hint = self.query_one("#sweep-hint", Static)

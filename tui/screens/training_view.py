@@ -26,15 +26,18 @@ from fmlab.trainer.data import DataError
 from fmlab.trainer.events import RunFinished
 from fmlab.tui.literal import notify_literally
 from fmlab.tui.messages import RunRefused, SaveFailed, TrainingEvent, TrainingMessage
+from fmlab.tui.screens.chart_keys import CHART_KEYS, ChartKeys
 from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries
 from fmlab.tui.widgets.run_progress import RunProgress
 
 CHART_SHARE = 0.03  # of the time, at most, that building charts may take while training
 
 
-class TrainingView(Screen):
+class TrainingView(ChartKeys, Screen):
     """A screen with one training (or replay) at a time, shown by a
     RunProgress line and MetricCharts; never shown itself."""
+
+    BINDINGS = CHART_KEYS
 
     REDRAWS_PER_SECOND: ClassVar[float] = 10
     TRAINING_PROGRESS_EVERY: ClassVar[float] = 0.5  # seconds between progress redraws while training
@@ -236,7 +239,3 @@ class TrainingView(Screen):
             self.cancel.set()
             self.record_stopping()
             self.dirty = True
-
-    def action_toggle_axis(self) -> None:
-        for chart in self.query(MetricChart):
-            chart.x_axis = "epoch" if chart.x_axis == "step" else "step"

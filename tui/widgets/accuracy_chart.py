@@ -22,4 +22,5 @@ class AccuracyChart(MetricChart):
             else:
                 self.points(xs, run.train_acc, "train", RUN_COLORS[0])
                 self.points(xs, run.test_acc, "test", RUN_COLORS[1])
+        self.frame_x()
         self.refresh()

@@ -2,8 +2,10 @@
 
 The rows, their labels and their starting values come from the fields table
 (fmlab.trainer.fields). Every value goes through parse_run_config, the same
-door the CLI uses, which reports every refused field at once; each reason
-shows under its field and ``config`` is None until all fields are good.
+door the CLI uses, which reports every refused field at once; a refused
+field's label turns red and its reason shows in the error box under the
+rows, a box of fixed height: what appears there never moves a row under the
+pointer. ``config`` is None until all fields are good.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
@@ -47,7 +49,7 @@ class Cuda:
     description: str
 
 
-class ConfigForm(ValidatesSoon, VerticalScroll):
+class ConfigForm(ValidatesSoon, Vertical):
     class Changed(Message):
         """The form was edited; ``config`` is None while any field is refused."""
 
@@ -67,12 +69,18 @@ class ConfigForm(ValidatesSoon, VerticalScroll):
 
     def compose(self) -> ComposeResult:
         presets = [(label, key) for key, (label, _) in RUN_PRESETS.items()]
-        yield from self._row(
-            "preset", "preset", Select(presets, prompt="choose…", compact=True, id="f-preset")
-        )
-        texts = config_texts(self.initial)
-        for field in RUN_FIELDS:
-            yield from self._field_rows(field, texts[field.name])
+        self._errors: list[tuple[str, str]] = [("preset", "preset")]
+        with VerticalScroll(id="form-rows"):
+            yield from self._row(
+                "preset", "preset", Select(presets, prompt="choose…", compact=True, id="f-preset")
+            )
+            texts = config_texts(self.initial)
+            for field in RUN_FIELDS:
+                yield from self._field_rows(field, texts[field.name])
+        with VerticalScroll(id="form-errors", can_focus=False):
+            yield Static("values are checked as you type", id="form-ok")
+            for name, label in self._errors:
+                yield Static("", id=f"error-{name}", classes="field-error", name=label)
 
     def _field_rows(self, field: Field, value: object) -> ComposeResult:
         """A field's row: a menu for a choice, a box for yes/no, else text; the
@@ -103,7 +111,8 @@ class ConfigForm(ValidatesSoon, VerticalScroll):
         with Horizontal(classes="field-row"):
             yield Label(label, classes="field-label")
             yield widget
-        yield Static("", id=f"error-{name}", classes="field-error")
+        if name != "preset":
+            self._errors.append((name, label))
 
     def on_mount(self) -> None:
         self.validate()
@@ -128,6 +137,18 @@ class ConfigForm(ValidatesSoon, VerticalScroll):
             else:
                 widget.value = str(value)
 
+    def fill(self, config: RunConfig) -> None:
+        """Every field from ``config``; the preset menu goes back to its prompt."""
+        texts = config_texts(config)
+        arch = texts.pop("arch")
+        self.query_one("#f-preset", Select).clear()
+        self.query_one("#f-arch", Select).value = arch if arch in ARCH_PRESETS else CUSTOM
+        widths = self.query_one(f"#f-{WIDTHS}", Input)
+        widths.disabled = arch not in ARCH_PRESETS
+        widths.value = ",".join(map(str, config.model.hidden))
+        self.set_values(texts)
+        self.validate_soon()
+
     def set_cuda(self, available: bool, description: str) -> None:
         self.cuda = Cuda(available, description)
         self.query_one("#device-hint", Static).update(description)
@@ -148,8 +169,9 @@ class ConfigForm(ValidatesSoon, VerticalScroll):
         for row in self.query(".field-error").results(Static):
             name = row.id.removeprefix("error-") if row.id else ""
             message = self.errors.get(name, "")
-            row.update(literal(f"↳ {message}") if message else "")
+            row.update(literal(f"{row.name}: {message}") if message else "")
             row.set_class(bool(message), "-shown")
+        self.query_one("#form-ok", Static).display = not self.errors
         for row in self.query(".field-row"):
             widget = row.children[-1]
             name = (widget.id or "").removeprefix("f-")

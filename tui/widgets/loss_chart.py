@@ -9,13 +9,21 @@ from fmlab.tui.widgets.metric_chart import RUN_COLORS, MetricChart
 
 
 class LossChart(MetricChart):
-    BINDINGS = [Binding("l", "toggle_log", "Log scale")]
+    BINDINGS = [
+        Binding("l", "toggle_log", "Log", tooltip="The focused chart (loss or gradients) on a log scale")
+    ]
     TITLE = "loss"
 
     log_scale: reactive[bool] = reactive(False)
 
+    def on_mount(self) -> None:
+        charts = self.chart_settings()
+        if charts is not None:
+            self.log_scale = charts.loss_log
+
     def action_toggle_log(self) -> None:
         self.log_scale = not self.log_scale
+        self.remember(loss_log=self.log_scale)
 
     def watch_log_scale(self) -> None:
         self.replot()
@@ -34,4 +42,5 @@ class LossChart(MetricChart):
             test_color = color if many else RUN_COLORS[1]
             self.points(run.epoch_x(self.x_axis), run.test_loss, test_label, test_color, log=log)
         self.plt.yscale("log" if log else "linear")
+        self.frame_x()
         self.refresh()

@@ -13,19 +13,16 @@ short row).
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.app import RenderResult
-from textual.binding import Binding
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
-from fmlab.trainer.events import EpochMetrics, StepMetrics
-from fmlab.trainer.sessions import SessionRecord
-from fmlab.trainer.text import visible
+from fmlab.tui.widgets.curves import RunSeries, downsample, ema, finite_points, nice_ticks, tick_label
+
+__all__ = ["MIN_PLOT_SIZE", "RUN_COLORS", "MetricChart", "RunSeries"]
 
 RUN_COLORS = ("cyan", "orange", "green", "magenta", "red", "blue", "yellow")
 # Smallest content area drawn as a plot: the y labels take ~8 columns, the
@@ -36,99 +33,16 @@ PLOTEXT_FAILURES = (ArithmeticError, LookupError, TypeError, ValueError)
 RAW_COLOR = "gray"  # the unsmoothed curve, kept visible under the smoothed one
 
 
-@dataclass
-class RunSeries:
-    """Step and epoch metrics of one run, as columns."""
-
-    name: str = ""
-    steps_per_epoch: int = 0
-    step: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    grad_mean: list[float] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
-    layer_norms: list[tuple[float, ...]] = field(default_factory=list)
-    epoch: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    test_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    test_acc: list[float] = field(default_factory=list)
-
-    def add_step(self, event: StepMetrics) -> None:
-        self.step.append(event.step)
-        self.loss.append(event.loss)
-        self.grad_mean.append(event.grad_mean)
-        self.grad_norm.append(event.grad_norm)
-        self.layer_norms.append(event.layer_norms)
-
-    def add_epoch(self, event: EpochMetrics) -> None:
-        self.epoch.append(event.epoch)
-        self.train_loss.append(event.train_loss)
-        self.test_loss.append(event.test_loss)
-        self.train_acc.append(event.train_acc)
-        self.test_acc.append(event.test_acc)
-
-    @classmethod
-    def from_record(cls, record: SessionRecord, name: str = "") -> RunSeries:
-        # plotext draws labels as they are, and its output is read back as ANSI
-        series = cls(name=name or visible(record.id), steps_per_epoch=record.steps_per_epoch)
-        for step in record.steps.events():
-            series.add_step(step)
-        for epoch in record.epochs:
-            series.add_epoch(epoch)
-        return series
-
-    def step_x(self, axis: str) -> list[float]:
-        """Step positions on the chosen x axis ("step", or fractional "epoch")."""
-        if axis == "epoch" and self.steps_per_epoch:
-            return [s / self.steps_per_epoch for s in self.step]
-        return [float(s) for s in self.step]
-
-    def epoch_x(self, axis: str) -> list[float]:
-        if axis == "step" and self.steps_per_epoch:
-            return [float(e * self.steps_per_epoch) for e in self.epoch]
-        return [float(e) for e in self.epoch]
-
-
-def finite_points(xs: list[float], ys: list[float], positive: bool = False) -> tuple[list, list]:
-    """Drop NaN/inf points (a diverged loss), and non-positive ones for a log axis."""
-    keep = [i for i, y in enumerate(ys) if math.isfinite(y) and (y > 0 or not positive)]
-    return [xs[i] for i in keep], [ys[i] for i in keep]
-
-
-def downsample(xs: list[float], ys: list[float], limit: int) -> tuple[list[float], list[float]]:
-    """At most ``limit`` points: each bucket of neighbours becomes its mean."""
-    count = len(xs)
-    if count <= limit or limit < 2:
-        return xs, ys
-    size = count / limit
-    out_x, out_y = [], []
-    for index in range(limit):
-        start, end = int(index * size), max(int((index + 1) * size), int(index * size) + 1)
-        bucket = ys[start:end]
-        out_x.append(xs[end - 1])
-        out_y.append(sum(bucket) / len(bucket))
-    return out_x, out_y
-
-
-def moving_average(ys: list[float], window: int) -> list[float]:
-    """Trailing mean over ``window`` points (fewer at the start)."""
-    out, total = [], 0.0
-    for index, value in enumerate(ys):
-        total += value
-        if index >= window:
-            total -= ys[index - window]
-        out.append(total / min(index + 1, window))
-    return out
-
-
 class MetricChart(PlotextPlot):
-    """A focusable plotext chart; ``s`` toggles smoothing for this chart."""
+    """A focusable plotext chart. Its screen sets ``smooth`` and
+    ``smoothing`` (the EMA weight) and the ``x_axis`` for all its charts; a
+    chart's own keys (a log scale, a view) are in its BINDINGS."""
 
     can_focus = True
-    BINDINGS = [Binding("s", "toggle_smooth", "Smooth")]
     TITLE = ""
 
     smooth: reactive[bool] = reactive(False)
+    smoothing: reactive[float] = reactive(0.6)
     x_axis: reactive[str] = reactive("step")
 
     build_seconds = 0.0  # time all charts have spent building plots; paces live redraws
@@ -171,11 +85,28 @@ class MetricChart(PlotextPlot):
         finally:
             MetricChart.build_seconds += time.perf_counter() - start
 
-    def action_toggle_smooth(self) -> None:
-        self.smooth = not self.smooth
+    def on_mount(self) -> None:
+        charts = self.chart_settings()
+        if charts is not None:
+            self.smooth, self.smoothing = charts.smooth, charts.smoothing
+
+    def chart_settings(self):
+        """The app's chart settings (tui.settings.ChartSettings), if it keeps any."""
+        settings = getattr(self.app, "settings", None)
+        return settings.current.charts if settings is not None else None
+
+    def remember(self, **charts: object) -> None:
+        """Keep chart settings for the next launch."""
+        settings = getattr(self.app, "settings", None)
+        if settings is not None:
+            settings.update(charts=charts)
 
     def watch_smooth(self) -> None:
         self.replot()
+
+    def watch_smoothing(self) -> None:
+        if self.smooth:
+            self.replot()
 
     def watch_x_axis(self) -> None:
         self.replot()
@@ -190,7 +121,7 @@ class MetricChart(PlotextPlot):
     def title_text(self, extra: str = "") -> str:
         flags = [f"x: {self.x_axis}"]
         if self.smooth:
-            flags.append("smoothed")
+            flags.append(f"EMA {self.smoothing:g}")
         if extra:
             flags.append(extra)
         return f"{self.TITLE} ({', '.join(flags)})"
@@ -213,18 +144,21 @@ class MetricChart(PlotextPlot):
         *,
         log: bool = False,
         smooth: bool = True,
+        yside: str = "left",
     ) -> None:
-        """Plot one series, smoothed over its raw curve when smoothing is on."""
+        """Plot one series (its min/max envelope where it has more points
+        than the chart has room for), smoothed over its raw curve when
+        smoothing is on. ``yside`` "right" draws it on the right axis."""
         xs, ys = finite_points(xs, ys, positive=log)
         if not xs:
             return
         limit = self.point_limit()
-        if self.smooth and smooth and len(ys) > 4:
+        if self.smooth and smooth and self.smoothing > 0 and len(ys) > 2:
             raw_x, raw_y = downsample(xs, ys, limit)
-            self.plt.plot(raw_x, raw_y, color=RAW_COLOR, marker="braille")
-            ys = moving_average(ys, max(3, len(ys) // 15))
+            self.plt.plot(raw_x, raw_y, color=RAW_COLOR, marker="braille", yside=yside)
+            ys = ema(ys, self.smoothing)
         xs, ys = downsample(xs, ys, limit)
-        self.plt.plot(xs, ys, label=label, color=color, marker="braille")
+        self.plt.plot(xs, ys, label=label, color=color, marker="braille", yside=yside)
 
     def points(self, xs: list[float], ys: list[float], label: str, color: str, *, log: bool = False) -> None:
         """Per-epoch values: few points, drawn with visible markers."""
@@ -233,6 +167,17 @@ class MetricChart(PlotextPlot):
             # a long run has thousands of epochs: as many points as the width holds
             xs, ys = downsample(xs, ys, self.point_limit())
             self.plt.plot(xs, ys, label=label, color=color, marker="dot")
+
+    def frame_x(self) -> None:
+        """The x axis from 0 to the furthest point of any run, with round
+        ticks: a run of one epoch reads 0-938, not 469-1407 around its one
+        accuracy point."""
+        end = max((run.x_end(self.x_axis) for run in self.runs), default=0.0)
+        if end <= 0:
+            return
+        self.plt.xlim(0, end)
+        ticks = nice_ticks(0, end, most=max(2, min(6, (self.size.width - 8) // 10)))
+        self.plt.xticks(ticks, [tick_label(t) for t in ticks])
 
     def replot(self) -> None:
         raise NotImplementedError
