@@ -46,5 +46,11 @@ def converged_epoch_of(accuracies: list[float], rule: ConvergenceRule) -> int | 
 
 def lowest_test_loss_epoch(epochs: Sequence[EpochMetrics]) -> int | None:
     """The epoch of the lowest finite test loss (the first, on a tie); None without one."""
-    finite = [e for e in epochs if math.isfinite(e.test_loss)]
-    return min(finite, key=lambda e: e.test_loss).epoch if finite else None
+    return lowest_loss_epoch([e.epoch for e in epochs], [e.test_loss for e in epochs])
+
+
+def lowest_loss_epoch(epochs: Sequence[int], losses: Sequence[float]) -> int | None:
+    """``lowest_test_loss_epoch`` over columns (the charts keep a run's
+    epochs that way): the epoch of the lowest finite loss, the first on a tie."""
+    finite = [(loss, epoch) for epoch, loss in zip(epochs, losses, strict=True) if math.isfinite(loss)]
+    return min(finite, key=lambda pair: pair[0])[1] if finite else None

@@ -25,6 +25,7 @@ from fmlab.tui.screens.confirm import ConfirmScreen
 from fmlab.tui.screens.export import ExportScreen
 from fmlab.tui.screens.help import HelpScreen
 from fmlab.tui.screens.live import LiveScreen
+from fmlab.tui.screens.saved_sweeps import SavedSweepChoice, SavedSweepsScreen
 from fmlab.tui.screens.sessions import SessionsScreen
 from fmlab.tui.screens.sweep import SweepScreen
 from fmlab.tui.screens.sweep_run import SweepPlan
@@ -209,6 +210,10 @@ class FmlabApp(App):
     def open_export(self, count: int, folder: Path, name: str, then: Callable[[Path | None], object]) -> None:
         """Ask where to export ``count`` sessions; ``then`` gets the path, or None."""
         self.push_screen(ExportScreen(count, folder, name), then)
+
+    def open_saved_sweeps(self, folder: Path, then: Callable[[SavedSweepChoice | None], object]) -> None:
+        """Ask which saved sweep to reopen (of ``folder`` or another folder)."""
+        self.push_screen(SavedSweepsScreen(folder), then)
 
     def confirm(self, question: str, then: Callable[[bool | None], object]) -> None:
         """Ask a yes/no question; ``then`` gets True for yes."""

@@ -15,6 +15,7 @@ from fmlab.tui.screens.configure import ConfigureScreen
 from fmlab.tui.screens.confirm import ConfirmScreen
 from fmlab.tui.screens.export import ExportScreen
 from fmlab.tui.screens.live import LiveScreen
+from fmlab.tui.screens.saved_sweeps import SavedSweepsScreen
 from fmlab.tui.screens.sessions import SessionsScreen
 from fmlab.tui.screens.sweep import SweepScreen
 from fmlab.tui.widgets.gradient_chart import GradientChart
@@ -40,6 +41,7 @@ EXTRAS = {
     "sessions": [("enter", "Open the highlighted session's charts"),
                  ("click a header", "Sort by that column (again: reverse)")],
     "run form": [("tab", "Next field")],
+    "sweep": [("enter", "On a reopened sweep's run: its charts")],
 }  # fmt: skip
 
 
@@ -102,10 +104,11 @@ def key_sections() -> list[Section]:
         Section("charts", "Charts (live view, replay, sweep, compare)",
                 _keys([*CHART_KEYS, *LossChart.BINDINGS, *GradientChart.BINDINGS])),
         Section("sessions", "Sessions browser (F4)", _keys(SessionsScreen.BINDINGS) + _extras("sessions")),
-        Section("sweep", "Sweep view (F5)", _keys(SweepScreen.BINDINGS)),
+        Section("sweep", "Sweep view (F5)", _keys(SweepScreen.BINDINGS) + _extras("sweep")),
         Section("compare", "Compare (c in the sessions browser)",
                 _keys(CompareScreen.BINDINGS, lambda b: b not in CHART_KEYS)),
-        Section("dialogs", "Dialogs", _keys(ConfirmScreen.BINDINGS) + _keys(ExportScreen.BINDINGS)),
+        Section("dialogs", "Dialogs", _keys(ConfirmScreen.BINDINGS) + _keys(ExportScreen.BINDINGS)
+                + _keys(SavedSweepsScreen.BINDINGS)),
     ]  # fmt: skip
 
 

@@ -27,13 +27,16 @@ from fmlab.trainer.data import DatasetCache
 from fmlab.trainer.events import FINISHED, Event, RunFinished, RunStarted
 from fmlab.trainer.fields import config_from_dict, config_to_dict
 from fmlab.trainer.jobs import Job, JobError, JobService, resume_job
-from fmlab.trainer.sessions import SessionError, SessionRecord, effective_status, load
+from fmlab.trainer.regular_files import NotRegularFile, read_regular_file
+from fmlab.trainer.sessions import SessionError, SessionRecord, effective_status, is_safe_session_id, load
 from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
 from fmlab.trainer.sessions.store import NEWEST
 from fmlab.trainer.studies.tables import RunRow
+from fmlab.trainer.text import visible
 
 SCHEMA = "fmlab.sweep"
 VERSION = 1
+MAX_SWEEP_BYTES = 16 * 2**20  # a record holds a config and a row per run: a few KiB per hundred runs
 
 
 class SweepError(Exception):
@@ -85,14 +88,21 @@ class SweepRecord:
 
 def load_sweep(path: Path) -> SweepRecord:
     """Read a sweep file; SweepError names what is wrong. A record still marked
-    running whose process is gone reads as interrupted."""
+    running whose process is gone reads as interrupted. Like a session, a
+    sweep file is untrusted: only a regular file of at most MAX_SWEEP_BYTES
+    is read, and its id must be safe as a file name."""
     path = Path(path)
+    where = visible(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_file(path, MAX_SWEEP_BYTES).decode("utf-8"))
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise SweepError(f"{path}: not an fmlab sweep")
+            raise SweepError(f"{where}: not an fmlab sweep")
         if not isinstance(data.get("version"), int) or data["version"] > VERSION:
-            raise SweepError(f"{path}: written by a newer fmlab (sweep version {data.get('version')!r})")
+            raise SweepError(
+                f"{where}: written by a newer fmlab (sweep version {visible(repr(data.get('version')))})"
+            )
+        if not is_safe_session_id(str(data["id"])):
+            raise SweepError(f"{where}: sweep id {visible(repr(data['id']))} cannot name a file")
         runs = data["runs"]
         pid, host = data.get("pid", 0), data.get("host", "")
         return SweepRecord(
@@ -118,8 +128,10 @@ def load_sweep(path: Path) -> SweepRecord:
         )
     except SweepError:
         raise
+    except NotRegularFile as exc:
+        raise SweepError(f"{where}: {exc}") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise SweepError(f"{path}: cannot read sweep ({type(exc).__name__}: {exc})") from None
+        raise SweepError(f"{where}: cannot read sweep ({type(exc).__name__}: {visible(exc)})") from None
 
 
 def _session_id(value: object) -> str | None:

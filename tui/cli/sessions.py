@@ -44,7 +44,9 @@ def sessions_list(
     for problem in bad:
         warn(problem)
     if json_output:
-        print_json([{**asdict(s), "path": str(absolute(s.path)), "partial_data": s.partial_data} for s in good])
+        print_json(
+            [{**asdict(s), "path": str(absolute(s.path)), "partial_data": s.partial_data} for s in good]
+        )
         return
     if not good:
         say(f"no sessions in {absolute(directory)}")

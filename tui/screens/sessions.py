@@ -26,18 +26,21 @@ from textual.widgets import DataTable, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from fmlab.trainer.sessions import ListingCache, SessionRecord, SessionSummary, delete_session
-from fmlab.tui.literal import cell, literal, notify_literally, with_values
+from fmlab.tui.literal import literal, notify_literally, with_values
 from fmlab.tui.screens.session_rows import (
     COLUMNS,
     FILTER_HINT,
     SORT_KEYS,
     LoadFailed,
     Unreadable,
+    data_words,
+    flags_of,
     key_of,
     list_folder,
     load_all,
     matches,
     row_of,
+    unreadable_row,
 )
 from fmlab.tui.widgets.key_footer import KeyFooter
 
@@ -151,11 +154,7 @@ class SessionsScreen(Screen):
         self.add_columns()
         shown = self.visible()
         rows = [(row_of(s, key_of(s) in self.marked), key_of(s)) for s in shown]
-        status = [c.key for c in COLUMNS].index("status")
-        rows += [
-            (["!", *[""] * (status - 1), cell("unreadable", "bold red"), "", "", "", cell(bad.name)], bad.key)
-            for bad in self.unreadable_rows()
-        ]
+        rows += [(unreadable_row(bad), bad.key) for bad in self.unreadable_rows()]
         self._fills += 1
         # a screenful now, the rest after the first paint: the table measures
         # every cell it is given before it draws
@@ -203,12 +202,18 @@ class SessionsScreen(Screen):
         elif summary is not None:
             settings = f"{summary.optimizer} · bs {summary.batch_size} · seed {summary.seed}"
             study = f" · study {summary.study}" if summary.study else ""
+            lowest = summary.lowest_test_loss_epoch
+            results = [
+                data_words(summary),
+                f"lowest test loss at epoch {lowest}" if lowest is not None else "",
+            ]
             detail.update(
                 with_values(
-                    "[b]$id[/b]  $settings$study\n$path",
+                    "[b]$id[/b]  $settings$study\n$results\n$path",
                     id=summary.id,
                     settings=settings,
                     study=study,
+                    results=" · ".join(part for part in results if part),
                     path=summary.path,
                 )
             )
@@ -317,8 +322,9 @@ class SessionsScreen(Screen):
         if key is None or key not in {key_of(s) for s in self.summaries}:
             return
         self.marked ^= {key}
+        summary = next(s for s in self.summaries if key_of(s) == key)
         table = self.query_one(DataTable)
-        table.update_cell(key, table.ordered_columns[0].key, "✓" if key in self.marked else " ")
+        table.update_cell(key, table.ordered_columns[0].key, flags_of(summary, key in self.marked))
         table.action_cursor_down()
         self.show_detail()
 

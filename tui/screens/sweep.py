@@ -25,12 +25,15 @@ from textual.widgets import Checkbox, DataTable, Header, Input, Label, Select, S
 from fmlab.trainer.data import DatasetCache
 from fmlab.trainer.events import RunFinished, StepMetrics
 from fmlab.trainer.fields import FIELDS, Choice, Field
+from fmlab.trainer.sessions import SessionRecord
 from fmlab.trainer.studies.grid import PRESETS
-from fmlab.trainer.studies.sweep import Sweep
+from fmlab.trainer.studies.saved import SavedRun, saved_runs
+from fmlab.trainer.studies.sweep import Sweep, SweepRecord
 from fmlab.trainer.studies.tables import COLUMNS
 from fmlab.tui.literal import literal, notify_literally, with_values
 from fmlab.tui.messages import SweepEnded, TrainingEvent, TrainingMessage
-from fmlab.tui.screens.sweep_run import SweepPlan, SweepRun, check_form
+from fmlab.tui.screens.saved_sweeps import SavedSweepChoice
+from fmlab.tui.screens.sweep_run import ANALYSIS_COLUMNS, SweepPlan, SweepRun, check_form
 from fmlab.tui.screens.training_view import TrainingView
 from fmlab.tui.widgets.accuracy_chart import AccuracyChart
 from fmlab.tui.widgets.key_footer import KeyFooter
@@ -53,6 +56,14 @@ class SweepScreen(ValidatesSoon, TrainingView):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True, tooltip="Train the sweep"),
         Binding("c", "stop", "Stop", tooltip="Stop the sweep (its runs are saved as stopped)"),
+        Binding(
+            "ctrl+o",
+            "open_saved",
+            "Open",
+            priority=True,
+            tooltip="Reopen a saved sweep or a reproduce folder's study",
+        ),
+        Binding("escape", "back_to_form", "Form", tooltip="From a reopened sweep back to the grid form"),
     ]
     REDRAWS_PER_SECOND = 4
     TRAINING_PROGRESS_EVERY = 0.0  # every redraw: the timer is slower than the live view's
@@ -66,6 +77,7 @@ class SweepScreen(ValidatesSoon, TrainingView):
         self.errors: dict[str, str] = {}
         self.cuda_available: bool | None = None  # None until probed
         self.shown: SweepRun | None = None
+        self.saved_records: dict[int, SessionRecord] = {}  # the runs of a reopened sweep, by row
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -163,10 +175,11 @@ class SweepScreen(ValidatesSoon, TrainingView):
     def show(self, shown: SweepRun) -> None:
         """Show this sweep (planned or started) in the table and charts."""
         self.shown = shown
+        self.set_class(shown.reopened, "-reopened")  # a saved sweep takes the form's place: its table is wide
         table = self.query_one(DataTable)
         table.clear(columns=True)
         for name in shown.columns:
-            table.add_column(HEADERS.get(name, COLUMNS[name].header), key=name)
+            table.add_column(column_header(name), key=name)
         for index, member in enumerate(shown.members):
             table.add_row(*member.cells(shown.columns, shown.ended), key=str(index))
         self.fit_table()
@@ -179,7 +192,12 @@ class SweepScreen(ValidatesSoon, TrainingView):
         heights."""
         runs = len(self.shown.members) if self.shown else 0
         most = int(self.size.height * TABLE_SHARE)
-        self.query_one("#sweep-form").styles.min_height = min(runs + 3, most)  # + header and borders
+        height = min(runs + 3, most)  # + header and borders
+        if self.shown is not None and self.shown.reopened:
+            self.query_one(DataTable).styles.height = max(height + 1, 4)  # + a scroll bar for long names
+        else:
+            self.query_one(DataTable).styles.height = "100%"
+            self.query_one("#sweep-form").styles.min_height = height
 
     def on_resize(self) -> None:
         self.fit_table()
@@ -279,6 +297,60 @@ class SweepScreen(ValidatesSoon, TrainingView):
 
     # ------------------------------------------------------------ actions
 
+    def action_open_saved(self) -> None:
+        if self.training:
+            self.notify("a sweep is training here: stop it (c) or let it finish first", severity="warning")
+            return
+        self.app.open_saved_sweeps(self.app.sessions_dir, self.reopen)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "back_to_form":
+            return self.shown is not None and self.shown.reopened
+        return super().check_action(action, parameters)
+
+    def action_back_to_form(self) -> None:
+        self.saved_records = {}
+        if self.plan is not None:
+            self.show(SweepRun.of(self.plan))
+        else:  # the form has a refused field: an empty table until it is fixed
+            self.shown = None
+            self.set_class(False, "-reopened")
+            self.query_one(DataTable).clear(columns=True)
+            self.fit_table()
+        self.validate()
+        self.query_one("#sw-lr").focus()
+
+    def reopen(self, choice: SavedSweepChoice | None) -> None:
+        if choice is not None:
+            self.read_saved(choice)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="saved")
+    def read_saved(self, choice: SavedSweepChoice) -> None:
+        runs = saved_runs(
+            choice.sweep, choice.sessions_dir
+        )  # each session read in full: not on the UI thread
+        self.app.call_from_thread(self.show_saved, choice.sweep, runs)
+
+    def show_saved(self, sweep: SweepRecord, runs: list[SavedRun]) -> None:
+        if self.training:
+            return  # a sweep started meanwhile: it keeps the view
+        self.show(SweepRun.of_saved(sweep, runs))
+        self.saved_records = {index: run.record for index, run in enumerate(runs) if run.record}
+        self.query_one(DataTable).focus()
+        missing = [run.problem for run in runs if run.problem and run.problem != "never started"]
+        if missing:
+            notify_literally(self, f"{len(missing)} run(s) without curves: {missing[0]}", severity="warning")
+        self.redraw(at_once=True)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a reopened run replays it (its charts, with its analysis)."""
+        if self.shown is None or not self.shown.reopened or event.data_table.id != "sweep-table":
+            return
+        event.stop()
+        record = self.saved_records.get(int(event.row_key.value))
+        if record is not None:
+            self.app.open_replay(record, float("inf"))
+
     def action_start(self) -> None:
         plan = self.validate()
         if plan is None:
@@ -286,6 +358,12 @@ class SweepScreen(ValidatesSoon, TrainingView):
             self.notify(f"fix the flagged fields first: {fields or 'see the form'}", severity="error")
             return
         self.app.start_sweep(plan)
+
+
+def column_header(name: str) -> str:
+    if name in ANALYSIS_COLUMNS:
+        return ANALYSIS_COLUMNS[name][0]
+    return HEADERS.get(name) or COLUMNS[name].header
 
 
 def form_label(name: str) -> str:

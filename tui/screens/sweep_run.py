@@ -11,17 +11,41 @@ from pathlib import Path
 from textual.content import Content
 from textual.markup import escape
 
+from fmlab.trainer.analysis import RunAnalysis
 from fmlab.trainer.config import ConfigError, RunConfig
 from fmlab.trainer.events import FINISHED, EpochMetrics, RunStarted, StepMetrics
 from fmlab.trainer.fields import field_named
 from fmlab.trainer.studies.grid import PRESETS, expand, grid_to_dict, parse_grid
+from fmlab.trainer.studies.saved import SavedRun
+from fmlab.trainer.studies.sweep import SweepRecord
 from fmlab.trainer.studies.tables import COLUMNS, RunRow, table_columns, varying_axes
 from fmlab.trainer.text import visible
-from fmlab.tui.literal import literal
+from fmlab.tui.literal import cell, literal
 from fmlab.tui.screens.live_run import clock_text
 from fmlab.tui.widgets.metric_chart import RunSeries
 
 RESULT_COLUMNS = ("accuracy", "epoch", "status")  # filled in while a run trains
+
+
+def _best_at(a: RunAnalysis) -> str:
+    return "-" if a.best_test_acc is None else f"{a.best_test_acc:.2f}@{a.best_test_acc_epoch}"
+
+
+def _lowest_loss_at(a: RunAnalysis) -> str:
+    if a.lowest_test_loss_epoch is None:
+        return "-"
+    rise = f" +{a.test_loss_rise:.3f}" if a.test_loss_rise else ""
+    return f"{a.lowest_test_loss_epoch}{rise}"
+
+
+# What a reopened run's curves say (fmlab.trainer.analysis), as columns:
+# header and cell. "low loss" is the epoch of the lowest test loss and how far
+# the loss rose after it.
+ANALYSIS_COLUMNS = {
+    "best_at": ("best@epoch", _best_at),
+    "lowest_loss": ("low loss", _lowest_loss_at),
+    "trend": ("trend", lambda a: a.trend or "-"),
+}
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,8 @@ class SweepMember:
     test_acc: float | None = None
     converged_epoch: int | None = None
     row: RunRow | None = None  # once the run has finished
+    analysis: RunAnalysis | None = None  # of a reopened run's session
+    saved: bool = False  # reopened from a file: its cells are shown literally
 
     def add(self, event) -> None:
         if isinstance(event, RunStarted):
@@ -131,9 +157,35 @@ class SweepMember:
             return float(self.epochs_done)
         return max(float(self.epochs_done), self.series.step[-1] / self.steps_per_epoch)
 
-    def cells(self, columns: list[str], ended: bool) -> list[str]:
+    @classmethod
+    def reopened(cls, run: SavedRun) -> SweepMember:
+        name = member_name(run.config)
+        record = run.record
+        series = RunSeries.from_record(record, name) if record else RunSeries(name=name)
+        last = record.epochs[-1] if record and record.epochs else None
+        return cls(run.config, series, started=record is not None, steps_per_epoch=series.steps_per_epoch,
+                   epochs_done=last.epoch if last else 0, test_acc=last.test_acc if last else None,
+                   converged_epoch=last.converged_epoch if last else None, row=run.row,
+                   analysis=run.analysis, saved=True)  # fmt: skip
+
+    def cells(self, columns: list[str], ended: bool) -> list:
+        if self.saved:
+            return [cell(text) for text in self._cells(columns, ended)]
+        return self._cells(columns, ended)
+
+    def _cells(self, columns: list[str], ended: bool) -> list[str]:
+        analysis = [c for c in columns if c in ANALYSIS_COLUMNS]
+        if analysis:
+            said = {c: ANALYSIS_COLUMNS[c][1](self.analysis) if self.analysis else "-" for c in analysis}
+            rest = self._cells([c for c in columns if c not in said], ended)
+            cells = iter(rest)
+            return [said[c] if c in said else next(cells) for c in columns]
         if self.row is not None:
             return [COLUMNS[c].text(self.row) for c in columns]
+        if self.saved:
+            status = "unfinished" if self.started else "not run"
+            return [status if c == "status" else "-" if c in RESULT_COLUMNS else
+                    COLUMNS[c].text(RunRow.pending(self.config)) for c in columns]  # fmt: skip
         if not self.started:
             status = "not run" if ended else "pending"
         elif ended:  # the sweep failed under it
@@ -162,6 +214,17 @@ class SweepRun:
     stopping: bool = False
     began_at: float = 0.0
     seconds: float | None = None
+    reopened: bool = False  # a saved sweep, read back
+
+    @classmethod
+    def of_saved(cls, sweep: SweepRecord, runs: list[SavedRun]) -> SweepRun:
+        """A saved sweep as it ended, its runs' curves and analysis with it."""
+        plan = SweepPlan(sweep.configs, sweep.table, sweep.preset, sweep.grid, sweep.stacked)
+        columns = sweep_columns(sweep.table, sweep.configs)
+        columns[-1:-1] = list(ANALYSIS_COLUMNS)  # before the status
+        members = [SweepMember.reopened(run) for run in runs]
+        return cls(plan, members, columns, state=sweep.status, record_path=sweep.path,
+                   seconds=sweep.seconds, reopened=True)  # fmt: skip
 
     @classmethod
     def of(cls, plan: SweepPlan) -> SweepRun:
@@ -185,9 +248,12 @@ class SweepRun:
         return int(100 * done), 100 * sum(m.config.epochs for m in self.members)
 
     def status(self, now: float) -> str:
-        name, runs = f"sweep {self.plan.name}", f"{self.runs_done()}/{len(self.members)} runs done"
+        name = f"sweep {escape(visible(self.plan.name))}"  # a reopened sweep's name is from a file
+        runs = f"{self.runs_done()}/{len(self.members)} runs done"
         if self.problem:
             return f"[red]✗ {name}: {escape(visible(self.problem))}[/red]"  # the text of an error
+        if self.state == "running" and self.reopened:
+            return f"[green]● {name} still training elsewhere[/green]: {runs} when opened"
         if self.state == "running":
             text = f"[green]● {name}[/green]: {runs}"
             done, total = self.counts()
@@ -200,7 +266,8 @@ class SweepRun:
         if self.state == "completed":
             return f"[green]✓ {name} completed[/green]: {runs} · took {clock_text(self.seconds or 0)}"
         stopped = self.runs_stopped()
-        return f"[yellow]■ {name} stopped[/yellow]: {runs}" + (
+        state = escape(visible(self.state)) if self.reopened else "stopped"
+        return f"[yellow]■ {name} {state}[/yellow]: {runs}" + (
             f" · {stopped} saved as stopped" if stopped else ""
         )
 
@@ -209,4 +276,5 @@ class SweepRun:
             return Content("")
         if self.state == "refused":
             return Content("nothing saved")
-        return literal(f"saved to {fit_path(self.record_path, max(width - 9, 12))}")
+        verb = "opened" if self.reopened else "saved to"
+        return literal(f"{verb} {fit_path(self.record_path, max(width - len(verb) - 1, 12))}")

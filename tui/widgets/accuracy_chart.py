@@ -1,4 +1,5 @@
-"""Accuracy: train and test accuracy (%) per epoch."""
+"""Accuracy: train and test accuracy (%) per epoch, with the test accuracy at
+each run's lowest test loss marked as on the loss chart."""
 
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ class AccuracyChart(MetricChart):
     def replot(self) -> None:
         self.begin()
         many = len(self.runs) > 1
-        for index, run in enumerate(self.runs):
+        test_colors = self.test_colors()
+        for run, color in zip(self.runs, test_colors):
             xs = run.epoch_x(self.x_axis)
             if many:
-                color = RUN_COLORS[index % len(RUN_COLORS)]
                 self.points(xs, run.test_acc, f"{run.name} test", color)
             else:
                 self.points(xs, run.train_acc, "train", RUN_COLORS[0])
-                self.points(xs, run.test_acc, "test", RUN_COLORS[1])
+                self.points(xs, run.test_acc, "test", color)
+        # the test accuracy where the test loss was lowest (the best accuracy
+        # may be elsewhere), over every run's points
+        for run, color in zip(self.runs, test_colors):
+            self.mark_lowest_test_loss(run, run.test_acc, color, line=not many)
         self.frame_x()
+        self.border_subtitle = self.mark_note()
         self.refresh()

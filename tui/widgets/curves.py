@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from fmlab.trainer.events import EpochMetrics, StepMetrics
+from fmlab.trainer.metrics import lowest_loss_epoch
 from fmlab.trainer.sessions import SessionRecord
 from fmlab.trainer.text import visible
 
@@ -71,6 +72,11 @@ class RunSeries:
         if axis == "step" and self.steps_per_epoch:
             return [float(e * self.steps_per_epoch) for e in self.epoch]
         return [float(e) for e in self.epoch]
+
+    def lowest_test_loss_epoch(self) -> int | None:
+        """The epoch of the lowest finite test loss so far (the first, on a
+        tie), by the rule the session's results use; None before one."""
+        return lowest_loss_epoch(self.epoch, self.test_loss)
 
     def x_end(self, axis: str) -> float:
         """The furthest point this run reaches on the axis so far."""

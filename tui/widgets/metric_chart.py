@@ -9,11 +9,17 @@ A chart is drawn at any size: one too small to hold a plot shows a short
 note instead, and so does one plotext fails to draw (its axis and tick code
 breaks at some small sizes: log10 of a non-positive tick, an index past a
 short row).
+
+The epoch of a run's lowest test loss is marked on the charts that draw it
+(``mark_lowest_test_loss``): MARK on the run's point there and, for a single
+run, a vertical line across the chart; the bottom border says the epoch.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import RenderResult
@@ -22,7 +28,7 @@ from textual_plotext import PlotextPlot
 
 from fmlab.tui.widgets.curves import RunSeries, downsample, ema, finite_points, nice_ticks, tick_label
 
-__all__ = ["MIN_PLOT_SIZE", "RUN_COLORS", "MetricChart", "RunSeries"]
+__all__ = ["MARK", "MIN_PLOT_SIZE", "RUN_COLORS", "EpochMark", "MetricChart", "RunSeries"]
 
 RUN_COLORS = ("cyan", "orange", "green", "magenta", "red", "blue", "yellow")
 # Smallest content area drawn as a plot: the y labels take ~8 columns, the
@@ -31,6 +37,17 @@ MIN_PLOT_SIZE = (20, 5)
 # What plotext has been seen to raise at small sizes; anything else is a bug of ours.
 PLOTEXT_FAILURES = (ArithmeticError, LookupError, TypeError, ValueError)
 RAW_COLOR = "gray"  # the unsmoothed curve, kept visible under the smoothed one
+MARK = "◆"  # a run's point at the epoch of its lowest test loss
+
+
+@dataclass(frozen=True)
+class EpochMark:
+    """A mark a chart drew: ``run``'s lowest test loss is at ``epoch``, which
+    is at ``x`` on the chart's x axis."""
+
+    run: str
+    epoch: int
+    x: float
 
 
 class MetricChart(PlotextPlot):
@@ -50,6 +67,7 @@ class MetricChart(PlotextPlot):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.runs: list[RunSeries] = []
+        self.marks: list[EpochMark] = []  # what the last replot marked
         self._shown: tuple = ()
 
     def data_key(self, run: RunSeries) -> tuple:
@@ -130,6 +148,7 @@ class MetricChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
+        self.marks = []
         # the title goes on the widget's border: it costs no plot row there
         self.border_title = self.title_text(extra)
         plt.xaxes(True, False)
@@ -167,6 +186,41 @@ class MetricChart(PlotextPlot):
             # a long run has thousands of epochs: as many points as the width holds
             xs, ys = downsample(xs, ys, self.point_limit())
             self.plt.plot(xs, ys, label=label, color=color, marker="dot")
+
+    def test_colors(self) -> list[str]:
+        """Each run's colour for its per-epoch test points: its own where
+        several runs are drawn, the second colour beside a lone run's train curve."""
+        if len(self.runs) == 1:
+            return [RUN_COLORS[1]]
+        return [RUN_COLORS[i % len(RUN_COLORS)] for i in range(len(self.runs))]
+
+    def mark_lowest_test_loss(
+        self, run: RunSeries, ys: list[float], color: str, *, line: bool, log: bool = False
+    ) -> None:
+        """Mark the epoch of ``run``'s lowest test loss: MARK on its point of
+        ``ys`` there and, with ``line``, a vertical line across the chart
+        (plotext draws it under the curves). Called after every run's points,
+        so that none covers a mark. A run without a finite test loss has none."""
+        epoch = run.lowest_test_loss_epoch()
+        if epoch is None:
+            return
+        index = run.epoch.index(epoch)
+        x = run.epoch_x(self.x_axis)[index]
+        if line:
+            self.plt.vline(x, color)
+        y = ys[index]
+        if math.isfinite(y) and (y > 0 or not log):
+            self.plt.scatter([x], [y], marker=MARK, color=color)
+        self.marks.append(EpochMark(run.name, epoch, x))
+
+    def mark_note(self) -> str:
+        """The marks in words, for the bottom border: the epoch where one run
+        is drawn, what MARK means where several are (their epochs differ)."""
+        if not self.marks:
+            return ""
+        if len(self.runs) == 1:
+            return f"{MARK} lowest test loss: epoch {self.marks[0].epoch}"
+        return f"{MARK} lowest test loss"
 
     def frame_x(self) -> None:
         """The x axis from 0 to the furthest point of any run, with round
