@@ -234,3 +234,16 @@ async def test_escape_goes_from_a_reopened_sweep_back_to_the_form(trained_sweep,
         await pilot.pause()
         assert screen.query_one("#sweep-form").display and not screen.shown.reopened
         assert plain_rows(screen.query_one("#sweep-table", DataTable))[0][-1] == "pending"  # the form's plan
+
+
+@pytest.mark.parametrize(
+    "key, value", [("final_test_acc", "x"), ("epochs_done", 1.5), ("status", None), ("best_epoch", True)]
+)
+def test_a_sweep_file_whose_results_are_not_of_their_kind_is_refused(trained_sweep, tmp_path, key, value):
+    _, sweep = trained_sweep
+    data = json.loads(sweep.path.read_text())
+    data["runs"][0]["result"][key] = value
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SweepError, match=key):
+        load_sweep(path)

@@ -69,11 +69,30 @@ class RunRow:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunRow:
+        """A row as a sweep file holds it; TypeError or KeyError when a value
+        is not of its kind (a sweep file is as untrusted as a session)."""
         optional = {"best_epoch"}  # absent in sweep records written before it was kept
         values = {
             k: data[k] for k in cls.__dataclass_fields__ if k != "config" and (k in data or k not in optional)
         }
+        for key, kinds in ROW_KINDS.items():
+            value = values.get(key)
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise TypeError(f"run result {key!r} is {type(value).__name__}, not a {kinds[0].__name__}")
         return cls(config=config_from_dict(data["config"]), **values)
+
+
+ROW_KINDS = {
+    "session": (str,),
+    "path": (str,),
+    "status": (str,),
+    "final_test_acc": (float, int, type(None)),
+    "best_test_acc": (float, int, type(None)),
+    "converged_epoch": (int, type(None)),
+    "epochs_done": (int,),
+    "seconds": (float, int),
+    "best_epoch": (int, type(None)),
+}
 
 
 def structure(config: RunConfig) -> str:
