@@ -326,9 +326,8 @@ class SweepScreen(ValidatesSoon, TrainingView):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="saved")
     def read_saved(self, choice: SavedSweepChoice) -> None:
-        runs = saved_runs(
-            choice.sweep, choice.sessions_dir
-        )  # each session read in full: not on the UI thread
+        # each session is read in full: not on the UI thread
+        runs = saved_runs(choice.sweep, choice.sessions_dir)
         self.app.call_from_thread(self.show_saved, choice.sweep, runs)
 
     def show_saved(self, sweep: SweepRecord, runs: list[SavedRun]) -> None:
