@@ -81,9 +81,13 @@ async def random_keys_and_resizes(pilot, seed: int) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-async def test_random_keys_and_resizes_during_a_replay(fixed_sessions, size):
+async def test_random_keys_and_resizes_during_a_replay(fixed_sessions, tiny_data_dir, size):
     directory, records = fixed_sessions
-    app = make_app(directory, None, replay=load(directory / f"{records[0].id}.json"), probe=FixedProbe())
+    # the tiny data: a run the keys start (tab to the form's button, enter) trains on it, not on
+    # whatever Fashion-MNIST this machine has
+    app = make_app(
+        directory, tiny_data_dir, replay=load(directory / f"{records[0].id}.json"), probe=FixedProbe()
+    )
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         await random_keys_and_resizes(pilot, seed=size[0])
