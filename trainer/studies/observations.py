@@ -88,11 +88,13 @@ def _common(values: Sequence[int]) -> int | None:
 # ----------------------------------------------------------------- shared sentences
 
 
-def ranking_sentences(runs: Sequence[StudyRun], when: str) -> list[str]:
+def ranking_sentences(runs: Sequence[StudyRun]) -> list[str]:
     """The final accuracies highest first, and how far the leader is ahead."""
     ranked = sorted((r for r in runs if r.final is not None), key=lambda r: -r.final)
     if not ranked:
         return []
+    epochs = _common([r.analysis.epochs for r in runs])
+    when = f"After {epochs} epochs" if epochs is not None else "At the end"
     listed = ", ".join(f"{r.label} ({_pct(r.final)})" for r in ranked)
     out = [f"{when}, the final test accuracy, highest first: {listed}."]
     if len(ranked) >= 2:
@@ -221,9 +223,7 @@ def loss_sentences(runs: Sequence[StudyRun]) -> list[str]:
 
 
 def lr_observations(runs: Sequence[StudyRun]) -> list[str]:
-    epochs = _common([r.analysis.epochs for r in runs])
-    when = f"After {epochs} epochs" if epochs is not None else "At the end"
-    out = ranking_sentences(runs, when)
+    out = ranking_sentences(runs)
     out += not_learned_sentences(runs)
     out += trend_sentences(runs)
     out += best_sentences(runs)
@@ -247,8 +247,7 @@ def convergence_observations(runs: Sequence[StudyRun]) -> list[str]:
             out.append(f"{_series([r.label for r in never])} never converged{within}.")
         out += _order_sentence(converged)
     out += not_learned_sentences(runs, convergence=True)
-    epochs = _common([r.analysis.epochs for r in runs])
-    out += ranking_sentences(runs, f"After {epochs} epochs" if epochs is not None else "At the end")
+    out += ranking_sentences(runs)
     out += loss_sentences(runs)
     out += trend_sentences(runs)
     out += best_sentences(runs)
@@ -305,8 +304,7 @@ def architecture_observations(runs: Sequence[StudyRun]) -> list[str]:
         listed = _series([f"{r.analysis.train_test_gap:+.2f} for {r.label}" for r in gaps])
         out.append(f"The train-test accuracy gap at the end (train minus test, in points): {listed}.")
     out += _stability_sentences(runs)
-    epochs = _common([r.analysis.epochs for r in runs])
-    out += ranking_sentences(runs, f"After {epochs} epochs" if epochs is not None else "At the end")
+    out += ranking_sentences(runs)
     out += best_sentences(runs)
     out += _reach_sentences(runs, 88.0)
     out += _parameter_sentences(runs)

@@ -174,12 +174,13 @@ class SweepMember:
         return self._cells(columns, ended)
 
     def _cells(self, columns: list[str], ended: bool) -> list[str]:
-        analysis = [c for c in columns if c in ANALYSIS_COLUMNS]
-        if analysis:
-            said = {c: ANALYSIS_COLUMNS[c][1](self.analysis) if self.analysis else "-" for c in analysis}
-            rest = self._cells([c for c in columns if c not in said], ended)
-            cells = iter(rest)
-            return [said[c] if c in said else next(cells) for c in columns]
+        results = iter(self._result_cells([c for c in columns if c not in ANALYSIS_COLUMNS], ended))
+        return [self._analysis_cell(c) if c in ANALYSIS_COLUMNS else next(results) for c in columns]
+
+    def _analysis_cell(self, column: str) -> str:
+        return ANALYSIS_COLUMNS[column][1](self.analysis) if self.analysis else "-"
+
+    def _result_cells(self, columns: list[str], ended: bool) -> list[str]:
         if self.row is not None:
             return [COLUMNS[c].text(self.row) for c in columns]
         if self.saved:
