@@ -162,12 +162,12 @@ def test_completion_scripts_for_each_shell(monkeypatch, shell, start):
 @pytest.mark.parametrize(
     "command, shown",
     [
-        (["train"], ["--optimizer [sgd|adam]", "--device [auto|cpu|cuda]", "--arch [base|deeper|wider|WIDTHS]",
+        (["train"], ["--optimizer [sgd|adam]", "--device [auto|cpu|cuda]", "--arch [base|deeper|wider|cnn|WIDTHS|LAYERS]",
                      "[env var: FMLAB_DATA]", "[env var: FMLAB_SESSIONS]"]),
         (["sweep"], ["--preset [lr|convergence|architectures]", "--format [markdown|csv|json]", "--json",
                      "--device [auto|cpu|cuda]", "--resume SWEEP_ID"]),
         (["grads"], ["--format [markdown|csv|json]", "--device [auto|cpu|cuda]", "--json"]),
-        (["params"], ["--arch [base|deeper|wider|WIDTHS]"]),
+        (["params"], ["--arch [base|deeper|wider|cnn|WIDTHS|LAYERS]"]),
         (["export"], ["Usage: fmlab export [OPTIONS] ID...", "  ID...  "]),
         (["sessions", "show"], ["Usage: fmlab sessions show [OPTIONS] ID\n", "latest"]),
         (["sessions", "list"], ["--sessions-dir DIR"]),
@@ -309,11 +309,12 @@ def test_the_schema_validates_real_session_files(tiny_data_dir, sessions_dir, tm
         ["--epochs", 2, "--arch", "8"],
         ["--epochs", 1, "--arch", "8,4", "--optimizer", "adam", "--lr", "0.001", "--shuffle"],
         ["--epochs", 2, "--lr", "1e5"],
+        ["--epochs", 1, "--arch", "conv(4,3) bn relu maxpool(2) dropout(0.1) flatten fc(10)"],
     ):
         invoke("train", *args, "--quiet", "--data-dir", tiny_data_dir, "--sessions-dir", sessions_dir)
     write_record(sessions_dir, make_record("fixture-run"))
     files = sorted(sessions_dir.glob("*.json"))
-    assert len(files) == 4
+    assert len(files) == 5
     assert any(load(p).status == "diverged" for p in files)  # null losses in its columns
     for path in files:
         document = json.loads(path.read_text())
@@ -334,6 +335,9 @@ def test_the_schema_validates_real_session_files(tiny_data_dir, sessions_dir, tm
         lambda d: d["epochs"][0].update(test_acc=True),
         lambda d: d["steps"].update(loss=["x"]),
         lambda d: d["model"]["layers"][0].pop("formula"),
+        lambda d: d["model"]["layers"][0].update(shape=[-1]),
+        lambda d: d["config"].update(hidden=[], layers=[{"layer": "conv", "out": 4, "size": 3}]),
+        lambda d: d["config"].update(hidden=[], module={"path": "x.py", "factory": "f"}),
         lambda d: d.update(id="../escape"),
     ],
 )

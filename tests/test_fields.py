@@ -72,12 +72,15 @@ def test_an_unknown_field_is_a_type_error_like_an_unknown_keyword():
 
 def test_the_json_keys_stay_those_of_the_session_files():
     data = config_to_dict(parse_run_config(arch="32,16", lr="0.05"))
-    assert set(data) == {"arch", "hidden", "lr", "optimizer", "momentum", "epochs", "batch_size", "seed",
+    assert set(data) == {"arch", "hidden", "layers", "module", "lr", "optimizer", "momentum", "epochs", "batch_size", "seed",
                          "shuffle", "device", "threshold", "patience", "stop_on_converge", "full_steps",
                          "step_every"}  # fmt: skip
     assert (data["arch"], data["hidden"]) == ("32,16", [32, 16])
+    assert (data["layers"], data["module"]) == (None, None)
     old_order = {key: data[key] for key in sorted(data)}  # files written before the table
     assert config_from_dict(old_order) == parse_run_config(arch="32,16", lr="0.05")
+    before_stacks = {key: value for key, value in data.items() if key not in ("layers", "module")}
+    assert config_from_dict(before_stacks) == parse_run_config(arch="32,16", lr="0.05")
 
 
 def test_a_grid_has_every_axis_and_reports_every_bad_option():

@@ -56,7 +56,7 @@ def test_grid_expands_every_combination_in_a_fixed_order():
 
 def test_architectures_by_name_or_by_widths():
     def archs(text):
-        return list(parse_grid(arch=text).axes["arch"])
+        return [spec.hidden for spec in parse_grid(arch=text).axes["arch"]]
 
     assert archs("base,deeper") == [ARCH_PRESETS["base"], ARCH_PRESETS["deeper"]]
     assert archs("128,64") == [(128, 64)]

@@ -12,11 +12,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from fmlab.trainer.layers import (
+    ALIASES,
+    SIGNATURES,
+    Layer,
+    StackError,
+    mlp_widths,
+    parse_stack,
+    stack_text,
+    summarize_stack,
+)
+
 ARCH_PRESETS: dict[str, tuple[int, ...]] = {
     "base": (256, 512),
     "deeper": (256, 512, 1024, 2048),
     "wider": (1024, 2048),
 }
+# Layer stacks by name (see fmlab.trainer.layers): a small LeNet-like net for 28x28 images.
+STACK_PRESETS: dict[str, str] = {
+    "cnn": "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) flatten fc(120) relu fc(84) relu fc(10)",
+}
+ARCH_CHOICES = (
+    f"a preset ({', '.join([*ARCH_PRESETS, *STACK_PRESETS])}), widths like 128,64, "
+    "or layers like 'conv(8,3) relu flatten fc(10)'"
+)
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
 INPUT_SIZE = 784
@@ -68,14 +87,50 @@ class ConfigErrors(ConfigError):
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """An MLP named by its hidden widths (input 784 and output 10 are implied)."""
+class ModuleRef:
+    """A user's own nn.Module: the file and factory that build it, and what
+    fmlab read of it when it was loaded, so that a session names the network
+    without the file (fmlab.trainer.user_module loads it: that runs the file)."""
 
-    hidden: tuple[int, ...] = ARCH_PRESETS["base"]
+    path: str
+    factory: str
+    sha256: str = ""  # of the file's bytes when it was loaded
+    text: str = ""  # repr() of the module it built
+    params: int = 0
+    # the forward-hook summary; not part of the config's identity or its JSON
+    summary: object = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def name(self) -> str:
-        """The preset's name when the widths match one, else the widths."""
+        return f"{self.path}:{self.factory}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The network: an MLP by its hidden widths (input 784 and output 10 are
+    implied), a stack of layers (``layers``), or a user's module (``module``)."""
+
+    hidden: tuple[int, ...] = ARCH_PRESETS["base"]
+    layers: tuple[Layer, ...] = ()
+    module: ModuleRef | None = None
+
+    @property
+    def kind(self) -> str:
+        """"mlp" (the fast path), "stack" or "module"."""
+        return "module" if self.module else "stack" if self.layers else "mlp"
+
+    @property
+    def is_mlp(self) -> bool:
+        return self.kind == "mlp"
+
+    @property
+    def name(self) -> str:
+        """The preset's name when the network matches one, else how it is written."""
+        if self.module:
+            return self.module.name
+        if self.layers:
+            text = stack_text(self.layers)
+            return next((name for name, stack in STACK_PRESETS.items() if stack == text), text)
         for name, widths in ARCH_PRESETS.items():
             if widths == self.hidden:
                 return name
@@ -83,11 +138,15 @@ class ModelSpec:
 
     @property
     def sizes(self) -> tuple[int, ...]:
-        """Every layer's width, input and output included."""
+        """Every layer's width, input and output included (an MLP's)."""
         return (INPUT_SIZE, *self.hidden, NUM_CLASSES)
 
     @property
     def num_params(self) -> int:
+        if self.module:
+            return self.module.params
+        if self.layers:
+            return summarize_stack(self.layers).total_params
         return sum((i + 1) * o for i, o in zip(self.sizes, self.sizes[1:]))
 
 
@@ -130,6 +189,38 @@ class RunConfig:
         return f"{text} bs={self.batch_size} {self.epochs} epoch{'s' if self.epochs != 1 else ''}"
 
 
+def parse_arch(text: str, field: str = "arch") -> ModelSpec:
+    """A preset (MLP or stack), MLP widths such as ``128,64``, or a layer stack
+    such as ``conv(8,3) relu flatten fc(10)``; a stack that is a plain MLP
+    becomes one (its fast path). A user's module file is read elsewhere
+    (fmlab.trainer.user_module): parsing text never runs code."""
+    text = str(text).strip()
+    preset = STACK_PRESETS.get(text.lower())
+    if preset is None and (not text or text.lower() in ARCH_PRESETS or text[0] in "0123456789+-,"):
+        return ModelSpec(parse_widths(text, field))
+    if preset is None and text.isidentifier() and text.lower() not in SIGNATURES and text.lower() not in ALIASES:
+        raise ConfigError(field, f"{text!r} is not {ARCH_CHOICES}")
+    try:
+        layers = parse_stack(preset or text)
+    except StackError as exc:
+        raise ConfigError(field, str(exc)) from None
+    widths = mlp_widths(layers)
+    spec = ModelSpec(widths) if widths else ModelSpec((), layers=layers)
+    check_model_size(spec, field)
+    return spec
+
+
+def check_model_size(spec: ModelSpec, field: str = "arch") -> None:
+    # weights + gradients + up to two optimizer buffers, float32
+    needed = spec.num_params * 4 * 4
+    if needed > MAX_MODEL_BYTES:
+        raise ConfigError(
+            field,
+            f"{spec.num_params:,} parameters would need about {needed / 2**30:.0f} GiB; "
+            f"the limit is {MAX_MODEL_BYTES / 2**30:.0f} GiB",
+        )
+
+
 def parse_widths(text: str, field: str = "arch") -> tuple[int, ...]:
     """A preset name or comma-separated widths such as ``128,64``."""
     text = str(text).strip()
@@ -139,7 +230,7 @@ def parse_widths(text: str, field: str = "arch") -> tuple[int, ...]:
     if not text or any(not p for p in parts):
         raise ConfigError(
             field,
-            f"{text!r} is not a preset ({', '.join(ARCH_PRESETS)}) or a list of widths like 128,64",
+            f"{text!r} is not {ARCH_CHOICES}",
         )
     widths = []
     for part in parts:
@@ -153,14 +244,7 @@ def parse_widths(text: str, field: str = "arch") -> tuple[int, ...]:
             raise ConfigError(field, f"width {width} is over the limit of {MAX_WIDTH:,}")
         widths.append(width)
     spec = ModelSpec(tuple(widths))
-    # weights + gradients + up to two optimizer buffers, float32
-    needed = spec.num_params * 4 * 4
-    if needed > MAX_MODEL_BYTES:
-        raise ConfigError(
-            field,
-            f"{spec.num_params:,} parameters would need about {needed / 2**30:.0f} GiB; "
-            f"the limit is {MAX_MODEL_BYTES / 2**30:.0f} GiB",
-        )
+    check_model_size(spec, field)
     return spec.hidden
 
 

@@ -13,32 +13,12 @@ import math
 from dataclasses import dataclass
 
 from fmlab.trainer.config import RunConfig
+from fmlab.trainer.summary import LayerSummary, ModelSummary  # noqa: F401  (RunStarted carries them)
 
 # How a run ended ("running" only appears in files still being written).
 STATUSES = ("running", "completed", "converged", "diverged", "stopped", "failed", "interrupted")
 # A run that ended on its own: nothing is left to train or resume.
 FINISHED = ("completed", "converged", "diverged")
-
-
-@dataclass(frozen=True)
-class LayerSummary:
-    name: str  # e.g. "fc1"
-    kind: str  # "Linear" or "ReLU"
-    in_features: int
-    out_features: int
-    params: int
-    formula: str  # "(784 + 1) x 256 = 200,960"
-
-    @property
-    def output_shape(self) -> str:
-        return f"(batch, {self.out_features})"
-
-
-@dataclass(frozen=True)
-class ModelSummary:
-    layers: tuple[LayerSummary, ...]
-    total_params: int
-    size_mb: float  # float32 parameters, in MB (10^6 bytes)
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,17 @@ from fmlab.trainer.config import (
     MAX_LR,
     MAX_WIDTH,
     OPTIMIZERS,
+    STACK_PRESETS,
     ConfigError,
     ModelSpec,
+    ModuleRef,
     RunConfig,
+    parse_arch,
     parse_lr,
     parse_number,
     parse_widths,
 )
+from fmlab.trainer.layers import StackError, check_stack, layers_from_json, layers_json_schema
 
 # ----------------------------------------------------------------- parsers
 
@@ -152,32 +156,56 @@ class YesNo(Parser):
 
 
 @dataclass(frozen=True)
-class Widths(Parser):
-    """A preset name or hidden widths such as ``128,64`` (see parse_widths)."""
+class Architecture(Parser):
+    """The network (see parse_arch): a preset, MLP widths such as ``128,64``,
+    layers such as ``conv(8,3) relu flatten fc(10)``, or ``file.py:factory``,
+    a user's module, which loading it runs (fmlab.trainer.user_module). A
+    ModelSpec (read from a file) is checked as it stands and never loaded."""
 
-    def parse(self, value: object, option: str) -> tuple[int, ...]:
+    def parse(self, value: object, option: str) -> ModelSpec:
+        if isinstance(value, ModelSpec):
+            return _checked_spec(value, option)
         if isinstance(value, (tuple, list)):
             value = ",".join(str(w) for w in value)
-        return parse_widths(value, option)
+        text = str(value).strip()
+        if text.endswith(".py") or ".py:" in text:
+            from fmlab.trainer.user_module import load_module_ref  # torch, and the user's code
+
+            return ModelSpec((), module=load_module_ref(text, option))
+        return parse_arch(text, option)
 
     def text(self, value: object) -> str:
-        return ModelSpec(tuple(value)).name
+        return value.name
 
     def json_schema(self) -> dict:
-        """The name only names the net (``hidden`` holds the widths)."""
+        """The name only names the net (``hidden``, ``layers`` or ``module`` hold it)."""
         return {"type": "string"}
 
     def split(self, text: object, option: str) -> list[object]:
         """``base,wider`` (preset names), ``128,64`` (one net by its widths) or
-        several nets separated by ``;`` or ``/`` such as ``base;128,64``."""
+        several nets separated by ``;`` or ``/`` such as ``base;128,64;cnn``."""
+        if isinstance(text, ModelSpec):
+            return [text]
         text = str(text).strip()
         for separator in (";", "/"):
             if separator in text:
                 return text.split(separator)
         parts = [p.strip().lower() for p in text.split(",")]
-        if parts and all(p in ARCH_PRESETS for p in parts):
+        if parts and all(p in ARCH_PRESETS or p in STACK_PRESETS for p in parts):
             return parts
         return [text]
+
+
+def _checked_spec(spec: ModelSpec, option: str) -> ModelSpec:
+    if spec.module is not None:
+        return spec  # checked where it was read; a record, not run
+    if spec.layers:
+        try:
+            check_stack(spec.layers)
+        except StackError as exc:
+            raise ConfigError(option, str(exc)) from None
+        return spec
+    return ModelSpec(parse_widths(",".join(map(str, spec.hidden)), option))
 
 
 def _in_range(value: object, option: str, kind: type, low: float, high: float) -> float | int:
@@ -248,10 +276,12 @@ class Field:
 
 
 ARCH_HELP = ", ".join(f"{name} ({','.join(map(str, widths))})" for name, widths in ARCH_PRESETS.items())
+ARCH_HELP += ", cnn (a small LeNet-like net), widths like 128,64, layers like 'conv(8,3) relu flatten fc(10)'"
+ARCH_HELP += " (see fmlab params --help), or your own module: FILE.py:FACTORY (this runs that file)"
 
 RUN_FIELDS: tuple[Field, ...] = (
-    Field("arch", "model.hidden", Widths(), f"{ARCH_HELP} or widths like 128,64.", "ARCH", "arch",
-          axis=Axis("Architectures: base,deeper,wider, or widths separated by ';' like 'base;128,64'.",
+    Field("arch", "model", Architecture(), f"{ARCH_HELP}.", "ARCH", "arch",
+          axis=Axis("Architectures: base,deeper,wider,cnn, or nets separated by ';' like 'base;128,64'.",
                     "ARCHS", "archs", "base,wider or 128;64,32", nesting=0)),
     Field("lr", "optimizer.lr", LearningRate(), "Learning rate (> 0).", "LR", "lr",
           axis=Axis("Learning rates, e.g. 1,0.1,0.01,0.001.", "LRS", "lrs", "1,0.1,0.01", nesting=4)),
@@ -379,31 +409,46 @@ def config_texts(config: RunConfig) -> dict[str, object]:
 # ----------------------------------------------------------------- JSON
 
 
+NET_KEYS = ("hidden", "layers", "module")  # what a file holds the network in, beside its name
+MAX_PATH_TEXT = 4096
+
+
 def config_json(config: RunConfig) -> dict:
-    """One key per field; the architecture twice: by name for people
-    (``arch``) and exactly for programs (``hidden``)."""
+    """One key per field; the architecture by name for people (``arch``) and
+    exactly for programs: MLP widths (``hidden``), a layer stack (``layers``)
+    or a user's module (``module``: its file, factory, hash, repr and size)."""
     data: dict[str, object] = {}
     for field in RUN_FIELDS:
         value = field.read(config)
         if field.name == "arch":
-            data["arch"], data["hidden"] = field.text(value), list(value)
+            data["arch"] = field.text(value)
+            data.update(_net_json(value))
         else:
             data[field.name] = value
     return data
 
 
+def _net_json(spec: ModelSpec) -> dict:
+    module = spec.module
+    return {
+        "hidden": list(spec.hidden) if spec.is_mlp else [],
+        "layers": [layer.to_dict() for layer in spec.layers] if spec.layers else None,
+        "module": None if module is None else {
+            "path": module.path, "factory": module.factory, "sha256": module.sha256,
+            "repr": module.text, "params": module.params,
+        },
+    }  # fmt: skip
+
+
 def config_of_json(data: object) -> RunConfig:
-    """Strict inverse of config_json; raises ConfigError on any bad field."""
+    """Strict inverse of config_json; raises ConfigError on any bad field.
+    Files from before layer stacks hold ``hidden`` only. Reading never loads
+    a module's file: the record of it is taken as it stands."""
     if not isinstance(data, dict):
         raise ConfigError("config", "is not an object")
-    missing = config_json(RunConfig()).keys() - data.keys()
+    missing = config_json(RunConfig()).keys() - {"layers", "module"} - data.keys()
     if missing:
         raise ConfigError("config", f"missing {', '.join(sorted(missing))}")
-    hidden = data["hidden"]
-    if not isinstance(hidden, list) or not all(
-        isinstance(w, int) and not isinstance(w, bool) for w in hidden
-    ):
-        raise ConfigError("hidden", "must be a list of whole numbers")
     for field in RUN_FIELDS:
         problem = field.parser.json_type_problem(data[field.name])
         if problem is not None:
@@ -411,28 +456,84 @@ def config_of_json(data: object) -> RunConfig:
                 field.name, "must be true or false" if isinstance(field.parser, YesNo) else problem
             )
     values = {field.name: data[field.name] for field in RUN_FIELDS}
-    values["arch"] = tuple(hidden)  # the widths are the net; the name only names it
+    values["arch"] = _net_of_json(data)  # the net itself; the name only names it
     return build_config(parse_values(values))
+
+
+def _net_of_json(data: dict) -> ModelSpec:
+    hidden, layers, module = data["hidden"], data.get("layers"), data.get("module")
+    if not isinstance(hidden, list) or not all(isinstance(w, int) and not isinstance(w, bool) for w in hidden):
+        raise ConfigError("hidden", "must be a list of whole numbers")
+    if sum((bool(hidden), layers is not None, module is not None)) != 1:
+        raise ConfigError("config", "must describe the network once: by hidden, layers or module")
+    if layers is not None:
+        try:
+            return ModelSpec((), layers=layers_from_json(layers))
+        except StackError as exc:
+            raise ConfigError("layers", str(exc)) from None
+    if module is not None:
+        return ModelSpec((), module=_module_of_json(module))
+    return ModelSpec(tuple(hidden))
+
+
+def _module_of_json(data: object) -> ModuleRef:
+    keys = ("path", "factory", "sha256", "repr", "params")
+    if not isinstance(data, dict) or set(data) != set(keys):
+        raise ConfigError("module", f"must hold exactly {', '.join(keys)}")
+    path, factory, sha256, text, params = (data[key] for key in keys)
+    if not all(isinstance(v, str) for v in (path, factory, sha256, text)):
+        raise ConfigError("module", "path, factory, sha256 and repr must be text")
+    if not path or len(path) > MAX_PATH_TEXT or not factory.isidentifier():
+        raise ConfigError("module", "path or factory is not a file and a function name")
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ConfigError("module", "sha256 is not a SHA-256 in hex")
+    if len(text) > 16_000:
+        raise ConfigError("module", "repr is too long")
+    if isinstance(params, bool) or not isinstance(params, int) or not 0 <= params <= 2**40:
+        raise ConfigError("module", "params is not a parameter count")
+    return ModuleRef(path, factory, sha256, text, params)
 
 
 def config_json_schema() -> dict:
     """What config_of_json accepts, as JSON Schema: one member per field,
-    typed and bounded by its parser, and ``hidden``, the widths."""
+    typed and bounded by its parser, and the network in one of ``hidden``,
+    ``layers`` or ``module``."""
     properties: dict[str, dict] = {}
     for field in RUN_FIELDS:
         properties[field.name] = {**field.parser.json_schema(), "description": field.help}
         if field.name == "arch":
-            properties["hidden"] = {
-                "type": "array",
-                "items": {"type": "integer", "minimum": 1, "maximum": MAX_WIDTH},
-                "minItems": 1,
-                "description": "The hidden layers' widths: the network itself.",
-            }
+            properties.update(_net_json_schema())
     return {
         "type": "object",
         "properties": properties,
-        "required": list(properties),
+        "required": [name for name in properties if name not in ("layers", "module")],
         "description": "The run's settings, one member per field of fmlab.trainer.fields.",
+    }
+
+
+def _net_json_schema() -> dict:
+    module = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_TEXT},
+            "factory": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "repr": {"type": "string", "maxLength": 16_000},
+            "params": {"type": "integer", "minimum": 0, "maximum": 2**40},
+        },
+        "required": ["path", "factory", "sha256", "repr", "params"],
+        "additionalProperties": False,
+        "description": "A user's own module: a record of what its file built (never loaded from here).",
+    }
+    return {
+        "hidden": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 1, "maximum": MAX_WIDTH},
+            "description": "An MLP's hidden widths; empty when the net is a layer stack or a module.",
+        },
+        "layers": {"oneOf": [{"type": "null"}, {**layers_json_schema(),
+                   "description": "A layer stack, input first (fmlab.trainer.layers)."}]},  # fmt: skip
+        "module": {"oneOf": [{"type": "null"}, module]},
     }
 
 
@@ -449,8 +550,7 @@ def parse_run_config(**values: object) -> RunConfig:
 
 
 def config_to_dict(config: RunConfig) -> dict:
-    """The JSON form stored in session files: one key per field, and the
-    architecture twice, by name (``arch``) and exactly (``hidden``)."""
+    """The JSON form stored in session files (see config_json)."""
     return config_json(config)
 
 

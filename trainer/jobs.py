@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fmlab.trainer.config import RunConfig
+from fmlab.trainer.config import ModelSpec, RunConfig
 from fmlab.trainer.data import DatasetCache, FashionMNIST
 from fmlab.trainer.events import FINISHED, Event
 from fmlab.trainer.sessions import SessionError, SessionRecord, SessionRecorder, checkpoint_path, load
 from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
+from fmlab.trainer.text import visible
 
 
 class JobError(Exception):
@@ -45,11 +46,13 @@ class Job:
     resume: Resume | None = None
 
 
-def resume_job(session_path: Path) -> Job:
+def resume_job(session_path: Path, module: ModelSpec | None = None) -> Job:
     """A job continuing the session at ``session_path`` from its checkpoint.
 
     Takes the session's lock (so two processes never continue one session)
-    and checks the checkpoint belongs to it; JobError otherwise.
+    and checks the checkpoint belongs to it; JobError otherwise. A session of
+    a user's module resumes only with ``module``, that module loaded again
+    from the same file (a path read from a session is never run).
     """
     from fmlab.trainer.training.checkpoint import Checkpoint, CheckpointError
 
@@ -66,11 +69,24 @@ def resume_job(session_path: Path) -> Job:
             raise JobError(
                 f"session {record.id} is {record.status}; only stopped or interrupted runs can be resumed"
             )
-        checkpoint = Checkpoint.load(checkpoint_path(session_path), record.id, record.config)
+        config = _with_module(record, module)
+        checkpoint = Checkpoint.load(checkpoint_path(session_path), record.id, config)
     except (SessionError, CheckpointError, JobError) as exc:
         lock.release()
         raise JobError(str(exc)) from None
-    return Job(record.config, Resume(record, checkpoint, lock))
+    return Job(config, Resume(record, checkpoint, lock))
+
+
+def _with_module(record: SessionRecord, module: ModelSpec | None) -> RunConfig:
+    recorded = record.config.model.module
+    if recorded is None:
+        return record.config
+    if module is None or module.module != recorded:
+        raise JobError(
+            f"session {record.id} trains your module {visible(recorded.name)}: fmlab runs a module file only "
+            f"when you name it; resume with fmlab train --resume {record.id} --model {visible(recorded.name)}"
+        )
+    return replace(record.config, model=module)
 
 
 class JobService:

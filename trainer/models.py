@@ -1,7 +1,10 @@
-"""MLPs named by their hidden widths, and their per-layer parameter summary.
+"""The networks a run trains, and their per-layer parameter summary.
 
-The summary is pure arithmetic (no torch), so ``fmlab params`` answers at once;
-a test checks it against ``sum(p.numel())`` of the built model.
+An MLP named by its hidden widths, a layer stack (fmlab.trainer.layers), or a
+user's module (fmlab.trainer.user_module). The MLP and stack summaries are
+pure arithmetic (no torch), so ``fmlab params`` answers at once; tests check
+them against ``sum(p.numel())`` of the built model. A module's summary is the
+one its forward hooks gave when it was loaded.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fmlab.trainer.config import ModelSpec
-from fmlab.trainer.events import LayerSummary, ModelSummary
+from fmlab.trainer.layers import Layer, summarize_stack
+from fmlab.trainer.summary import LayerSummary, ModelSummary
 
 if TYPE_CHECKING:
     import torch
@@ -17,6 +21,10 @@ if TYPE_CHECKING:
 
 def summarize(spec: ModelSpec) -> ModelSummary:
     """Per-layer names, shapes, parameter counts and the formula behind each."""
+    if spec.module is not None:
+        return spec.module.summary or _unloaded_module(spec)
+    if spec.layers:
+        return summarize_stack(spec.layers)
     layers = []
     sizes = spec.sizes
     for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
@@ -27,6 +35,65 @@ def summarize(spec: ModelSpec) -> ModelSummary:
             layers.append(LayerSummary(f"relu{index}", "ReLU", fan_out, fan_out, 0, "-"))
     total = sum(layer.params for layer in layers)
     return ModelSummary(tuple(layers), total, total * 4 / 1e6)
+
+
+def _unloaded_module(spec: ModelSpec) -> ModelSummary:
+    """A module read from a file, not loaded: its size is all that is known."""
+    params = spec.module.params
+    row = LayerSummary("module", "user module", 784, 10, params, f"{params:,} (as recorded)", shape=(10,))
+    return ModelSummary((row,), params, params * 4 / 1e6)
+
+
+def build_model(spec: ModelSpec, seed: int) -> torch.nn.Module:
+    """Any network, its initial weights drawn from ``seed``; a module's file
+    is loaded and run (see fmlab.trainer.user_module)."""
+    if spec.module is not None:
+        from fmlab.trainer.user_module import build_user_module
+
+        return build_user_module(spec.module, seed)
+    if spec.layers:
+        return build_stack(spec.layers, seed)
+    return build_mlp(spec, seed)
+
+
+def build_stack(layers: tuple[Layer, ...], seed: int) -> torch.nn.Sequential:
+    """The layer stack as an nn.Sequential taking [batch, 1, 28, 28], with
+    PyTorch's default initialisation drawn from ``seed`` in layer order."""
+    import torch
+    from torch import nn
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        modules: list[nn.Module] = []
+        rows = summarize_stack(layers).layers
+        shape = (1, 28, 28)
+        for layer, row in zip(layers, rows):
+            modules.append(_module_of(layer, shape))
+            shape = row.shape
+        return nn.Sequential(*modules)
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
+def _module_of(layer: Layer, shape: tuple[int, ...]) -> torch.nn.Module:
+    from torch import nn
+
+    kind, values = layer.kind, layer.values
+    if kind == "conv":
+        out, kernel, stride, pad = values
+        return nn.Conv2d(shape[0], out, kernel, stride=stride, padding=pad)
+    if kind == "fc":
+        return nn.Linear(shape[0], values[0])
+    if kind == "bn":
+        return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
+    if kind in ("maxpool", "avgpool"):
+        pool = nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d
+        return pool(values[0], stride=values[1])
+    if kind == "dropout":
+        return nn.Dropout(values[0])
+    plain = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "flatten": nn.Flatten}
+    return plain[kind]()
 
 
 def build_mlp(spec: ModelSpec, seed: int) -> torch.nn.Sequential:

@@ -150,3 +150,31 @@ def test_sessions_sorted_by_a_header_click(snap_compare, fixed_app):
         await settle(pilot)
 
     assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=sort_by_lr)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_configure_a_cnn(snap_compare, fixed_app, size):
+    async def cnn(pilot):
+        await settle(pilot)
+        pilot.app.screen.query_one("#f-arch").value = "cnn"
+        await settle(pilot)
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=cnn)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_replay_of_a_cnn_run(snap_compare, tmp_path, monkeypatch, size):
+    from sessions_fixture import fixed_record
+
+    monkeypatch.chdir(tmp_path)
+    Path("sessions").mkdir()
+    record = fixed_record("20250304-100000-cnn-lr0.1-dddd", 0.1, 4, 4, "cnn")
+    app = make_app(Path("sessions"), None, replay=record, probe=FixedProbe())
+
+    async def play_to_end(pilot):
+        await pilot.press("f", "f", "f", "f")  # instant
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=play_to_end)

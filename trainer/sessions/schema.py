@@ -305,6 +305,24 @@ class Record(Spec):
 
 
 @dataclass(frozen=True)
+class Shape(Spec):
+    """A tensor's shape without its batch: a few whole numbers."""
+
+    description: str = ""
+
+    def check(self, value: Any, place: Place, name: str) -> tuple[int, ...]:
+        if not isinstance(value, list) or len(value) > 8:
+            place.fail(f"{name} is not a shape")
+        return tuple(Whole().check(n, place, name) for n in value)
+
+    def schema(self) -> dict:
+        return _described(
+            {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": LARGEST_NUMBER}, "maxItems": 8},
+            self.description,
+        )
+
+
+@dataclass(frozen=True)
 class Rows(Spec):
     """A list of records, the n-th named ``f"{label} {n}"`` in messages."""
 
@@ -454,6 +472,8 @@ MODEL = Record(
                     "out_features": Whole(),
                     "params": Whole(),
                     "formula": Text(),
+                    "shape": Missing(Shape("One sample's output, e.g. [32, 26, 26]."), tuple),
+                    "buffers": Missing(Whole(description="Values kept but not trained (running statistics)."), 0),
                 },
                 build=LayerSummary,
             ),

@@ -56,11 +56,13 @@ def expand(grid: SweepGrid, **overrides: object) -> list[RunConfig]:
 
 def grid_to_dict(grid: SweepGrid) -> dict:
     """The grid as JSON, in the fields' order: an axis as a list (an
-    architecture as its widths), any other field as its value."""
+    architecture as its name: a preset, widths, layers or FILE.py:FACTORY),
+    any other field as its value. Informational: a sweep's runs hold their
+    configs."""
     data: dict[str, object] = {}
     for field in RUN_FIELDS:
         if field.axis:
-            data[field.name] = [list(v) if isinstance(v, tuple) else v for v in grid.axes[field.name]]
+            data[field.name] = [field.text(v) if field.name == "arch" else v for v in grid.axes[field.name]]
         else:
             data[field.name] = grid.fixed[field.name]
     return data

@@ -230,8 +230,16 @@ class Sweep:
     @classmethod
     def resume(cls, record_path: Path, sessions_dir: Path,
                on_warning: Callable[[str], None] | None = None) -> Sweep:  # fmt: skip
-        """Continue the sweep saved at ``record_path`` (SweepError if unreadable)."""
-        return cls(load_sweep(record_path), sessions_dir, on_warning)
+        """Continue the sweep saved at ``record_path`` (SweepError if unreadable,
+        or if it trains a user's module: a path read from a file is never run)."""
+        record = load_sweep(record_path)
+        module = next((c.model.module for c in record.configs if c.model.module is not None), None)
+        if module is not None:
+            raise SweepError(
+                f"sweep {record.id} trains your module {visible(module.name)}; fmlab runs a module file only "
+                "when you name it: run the sweep again with --model"
+            )
+        return cls(record, sessions_dir, on_warning)
 
     @property
     def rows(self) -> list[RunRow | None]:

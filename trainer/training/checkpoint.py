@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from fmlab.trainer.config import MAX_MODEL_BYTES, RunConfig
 from fmlab.trainer.events import EpochMetrics
 from fmlab.trainer.fields import config_to_dict
 from fmlab.trainer.regular_files import NotRegularFile, read_regular_file
-from fmlab.trainer.training.steppers import optimizer_state_shapes, param_shapes
+from fmlab.trainer.training.steppers import buffer_shapes, optimizer_state_shapes, param_shapes
 
 FORMAT = "fmlab.checkpoint"
 VERSION = 2  # version 1 pickled Python objects and is not read any more
@@ -54,6 +54,7 @@ class Checkpoint:
     shuffle_state: torch.Tensor  # the data-order generator's state
     history: list[EpochMetrics]
     seconds: float  # training time so far
+    buffers: list[torch.Tensor] = field(default_factory=list)  # batch norm's statistics, in model.buffers() order
 
     def to_bytes(self, session_id: str, config: RunConfig) -> bytes:
         payload = {
@@ -68,6 +69,7 @@ class Checkpoint:
             "shuffle_state": self.shuffle_state,
             "history": [asdict(e) for e in self.history],
             "seconds": self.seconds,
+            "buffers": list(self.buffers),
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
@@ -142,18 +144,30 @@ class _Check:
             shuffle_state=self.shuffle_state(),
             history=self.history(epoch),
             seconds=float(seconds),
+            buffers=self.buffers(config),
         )
 
+    def buffers(self, config: RunConfig) -> list:
+        """Buffers keep their own types (a batch norm counts its batches in int64)."""
+        values = self.data.get("buffers", [])  # none before layer stacks
+        self.tensors("buffers", buffer_shapes(config), None, {"buffers": values})
+        return values
+
     def tensors(
-        self, key: str, shapes: list[tuple[int, ...]], dtype: torch.dtype, within: dict | None = None
+        self, key: str, shapes: list[tuple[int, ...]] | None, dtype: torch.dtype | None, within: dict | None = None
     ) -> list:
+        """The tensors under ``key``: of these shapes (None: any, for a user's
+        module, checked when loaded into it) and this dtype (None: float32 or int64)."""
         values = (self.data if within is None else within).get(key)
-        if not isinstance(values, list) or len(values) != len(shapes):
-            self.fail(f"{key}: expected {len(shapes)} tensors")
+        if not isinstance(values, list) or (shapes is not None and len(values) != len(shapes)):
+            self.fail(f"{key}: expected {'a list of' if shapes is None else len(shapes)} tensors")
+        if shapes is None:
+            shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else () for v in values]
+        dtypes = (dtype,) if dtype is not None else (torch.float32, torch.int64)
         for index, (value, shape) in enumerate(zip(values, shapes)):
-            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or value.dtype != dtype:
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or value.dtype not in dtypes:
                 got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                self.fail(f"{key}[{index}] is {got}, expected a {dtype} tensor of shape {shape}")
+                self.fail(f"{key}[{index}] is {got}, expected a {dtype or 'float32 or int64'} tensor of shape {shape}")
         return values
 
     def optimizer(self, config: RunConfig) -> dict:

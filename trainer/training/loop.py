@@ -139,7 +139,9 @@ class _Stack:
             self.shuffler.set_state(resume.shuffle_state)
             for position, member in enumerate(members):
                 self.stepper.load_member_state(position, {"params": member.resume.params,
-                                                          "optimizer": member.resume.optimizer})  # fmt: skip
+                                                          "optimizer": member.resume.optimizer,
+                                                          "buffers": member.resume.buffers})  # fmt: skip
+            self.stepper.skip_to(self.step)
         self.recorder = StepRecorder(len(members), self.stepper.depth, self.device)
         self.started = time.perf_counter()
         self.train_step: Callable = self.stepper.step
@@ -287,6 +289,7 @@ class _Stack:
             shuffle_state=self.shuffler.get_state(),
             history=list(run.history),
             seconds=run.seconds_before + time.perf_counter() - self.started,
+            buffers=state.get("buffers", []),
         )
 
     def _end_all(self, status: str, message: str = "") -> None:

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import torch
 
 from fmlab.trainer.config import RunConfig
+from fmlab.trainer.layers import tensor_shapes
 from fmlab.trainer.models import build_mlp, linear_layers
 
 NARROW_ROWS = 64  # a layer with fewer outputs is multiplied member by member
@@ -110,6 +111,9 @@ class Stepper:
             "params": [t.detach().to("cpu", copy=True) for t in self.member_params(position)],
             "optimizer": self._optimizer_state(position),
         }
+
+    def skip_to(self, step: int) -> None:
+        """A resumed stack has taken ``step`` steps already (nothing here depends on it)."""
 
     def load_member_state(self, position: int, state: dict) -> None:
         """Put a checkpoint's state (checked by its loader) into a member."""
@@ -402,23 +406,42 @@ class MomentumOrAdam(Stepper):
 
 
 def make_stepper(configs: Sequence[RunConfig], device: torch.device) -> Stepper:
-    """The stepper for a group (its members share the optimizer; see plan.stack_key)."""
+    """The stepper for a group (its members share the network's shape and the
+    optimizer; see plan.stack_key): an MLP's hand-written steppers, or autograd
+    for any other network."""
+    if not configs[0].model.is_mlp:
+        from fmlab.trainer.training.autograd import AutogradStepper
+
+        return AutogradStepper(configs, device)
     opt = configs[0].optimizer
     if opt.name == "sgd" and opt.momentum == 0:
         return PlainSGD(configs, device)
     return MomentumOrAdam(configs, device)
 
 
-def param_shapes(config: RunConfig) -> list[tuple[int, ...]]:
-    """Every parameter's shape, in ``model.parameters()`` order."""
+def param_shapes(config: RunConfig) -> list[tuple[int, ...]] | None:
+    """Every parameter's shape, in ``model.parameters()`` order; None for a
+    user's module (known only once its file runs)."""
+    if config.model.module is not None:
+        return None
+    if config.model.layers:
+        return tensor_shapes(config.model.layers)[0]
     sizes = config.model.sizes
     return [shape for i, o in zip(sizes, sizes[1:]) for shape in ((o, i), (o,))]
 
 
-def optimizer_state_shapes(config: RunConfig) -> dict[str, list[tuple[int, ...]]]:
+def buffer_shapes(config: RunConfig) -> list[tuple[int, ...]] | None:
+    """Every buffer's shape (batch norm's statistics), in ``model.buffers()``
+    order; None for a user's module."""
+    if config.model.module is not None:
+        return None
+    return tensor_shapes(config.model.layers)[1] if config.model.layers else []
+
+
+def optimizer_state_shapes(config: RunConfig) -> dict[str, list[tuple[int, ...]] | None]:
     """What a checkpoint's optimizer state must hold for ``config``."""
     opt = config.optimizer
-    shapes = param_shapes(config)
+    shapes = param_shapes(config)  # None: any shapes (a user's module)
     if opt.name == "adam":
         return {"exp_avg": shapes, "exp_avg_sq": shapes}
     if opt.momentum:

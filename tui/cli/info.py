@@ -7,7 +7,15 @@ from typing import Optional
 
 import typer
 
-from fmlab.tui.cli.options import choices_metavar, complete_from, data_dir_option, json_option
+from fmlab.trainer.text import visible
+from fmlab.tui.cli.options import (
+    choices_metavar,
+    complete_from,
+    data_dir_option,
+    json_option,
+    model_option,
+    with_model,
+)
 from fmlab.tui.cli.output import absolute, fail, print_json, text_table, usage_error
 from fmlab.tui.cli.progress import spinner
 
@@ -45,27 +53,57 @@ def data(
 def params(
     arch: str = typer.Option(
         "base",
-        help="A preset or widths like 128,64.",
-        metavar=choices_metavar(("base", "deeper", "wider"), "WIDTHS"),
-        autocompletion=complete_from(("base", "deeper", "wider")),
+        help="A preset, MLP widths like 128,64, or a layer stack (see below).",
+        metavar=choices_metavar(("base", "deeper", "wider", "cnn"), "WIDTHS|LAYERS"),
+        autocompletion=complete_from(("base", "deeper", "wider", "cnn")),
     ),
+    model: Optional[str] = model_option(),
     json_output: bool = json_option("Print JSON instead of a table."),
 ) -> None:
-    """Show each layer's parameter count and the formula behind it."""
+    """Show each layer's output shape, parameter count and the formula behind it.
+
+    A layer stack reads left to right from the 1x28x28 image to the 10 logits:
+
+      fmlab params --arch "conv(32,3) relu maxpool(2) conv(64,3) relu maxpool(2) flatten fc(128) relu fc(10)"
+
+    Layers: conv(out,kernel,stride=1,pad=0) (parameters: (in_channels x kh x kw
+    + 1) x out), maxpool(k) or pool(k), avgpool(k), fc(out) or linear(out) ((in
+    + 1) x out), relu, gelu, tanh, dropout(p), bn (2 x channels, plus as many
+    running statistics, not trained) and flatten. --model FILE.py:FACTORY
+    shows your own module, found with forward hooks (this runs that file).
+    """
     from dataclasses import asdict
 
-    from fmlab.trainer.config import ConfigError, ModelSpec, parse_widths
+    from fmlab.trainer.config import ConfigError
+    from fmlab.trainer.fields import FIELDS
     from fmlab.trainer.models import summarize
 
     try:
-        spec = ModelSpec(parse_widths(arch))
+        spec = with_model({}, model)["arch"] if model is not None else FIELDS["arch"].parse(arch)
     except ConfigError as exc:
         usage_error(exc.field, exc.message)
     summary = summarize(spec)
     if json_output:
-        print_json({"arch": spec.name, "hidden": list(spec.hidden), **asdict(summary)})
+        layers = [{**asdict(x), "shape": list(x.shape or (x.out_features,))} for x in summary.layers]
+        print_json({"arch": spec.name, "kind": spec.kind, "hidden": list(spec.hidden),
+                    "layers": layers, "total_params": summary.total_params,
+                    "non_trainable": summary.non_trainable, "size_mb": summary.size_mb})  # fmt: skip
         return
     rows = [(x.name, x.kind, x.output_shape, f"{x.params:,}", x.formula) for x in summary.layers]
-    typer.echo(f"{spec.name}: 784 -> {' -> '.join(map(str, spec.hidden))} -> 10")
+    typer.echo(_title(spec))
     typer.echo(text_table(("layer", "type", "output", "params", "formula"), rows, right={3}))
-    typer.echo(f"total: {summary.total_params:,} parameters ({summary.size_mb:.2f} MB as float32)")
+    line = f"total: {summary.total_params:,} parameters ({summary.size_mb:.2f} MB as float32)"
+    if summary.non_trainable:
+        line += f", plus {summary.non_trainable:,} running statistics (not trained)"
+    typer.echo(line)
+
+
+def _title(spec) -> str:
+    from fmlab.trainer.layers import stack_text
+
+    if spec.is_mlp:
+        return f"{spec.name}: 784 -> {' -> '.join(map(str, spec.hidden))} -> 10"
+    if spec.layers:
+        text = stack_text(spec.layers)
+        return text if text == spec.name else f"{spec.name}: {text}"
+    return f"{visible(spec.name)} (your module: loading it ran that file)"

@@ -14,8 +14,8 @@ from typing import Optional, TypeVar
 import typer
 from typer.core import TyperCommand
 
-from fmlab.trainer.config import ARCH_PRESETS
-from fmlab.trainer.fields import RUN_FIELDS, Choice, Field, Widths, YesNo
+from fmlab.trainer.config import ARCH_PRESETS, STACK_PRESETS
+from fmlab.trainer.fields import RUN_FIELDS, Architecture, Choice, Field, YesNo
 from fmlab.trainer.sessions.store import NEWEST
 from fmlab.tui.cli.output import absolute, fail, usage_error
 
@@ -189,15 +189,42 @@ def _field_option(field: Field, *, listed: bool, unset: bool) -> inspect.Paramet
         if isinstance(parser, Choice):
             choices = parser.choices
             metavar = metavar if listed else choices_metavar(choices)
-        elif isinstance(parser, Widths):
-            choices = tuple(ARCH_PRESETS)
-            metavar = metavar if listed else choices_metavar(choices, "WIDTHS")
+        elif isinstance(parser, Architecture):
+            choices = (*ARCH_PRESETS, *STACK_PRESETS)
+            metavar = metavar if listed else choices_metavar(choices, "WIDTHS|LAYERS")
         complete = complete_from(choices, lists=listed) if choices else None
         option = typer.Option(default, field.flag, help=help_text, metavar=metavar, autocompletion=complete)
         annotation = Optional[str] if default is None else str
     return inspect.Parameter(
         field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
     )
+
+
+MODEL_HELP = (
+    "Train your own torch nn.Module instead of --arch: FACTORY() in FILE.py builds it; it takes "
+    "[batch, 1, 28, 28] images and gives [batch, 10] logits. This RUNS the code in FILE.py."
+)
+
+
+def model_option() -> object:
+    return typer.Option(None, "--model", help=MODEL_HELP, metavar="FILE.py:FACTORY")
+
+
+def with_model(fields: dict[str, object], model: str | None) -> dict[str, object]:
+    """The fields with ``--model``'s module, loaded (its file runs), as the
+    architecture; a module that cannot be loaded is a usage error."""
+    if model is None:
+        return fields
+    from fmlab.trainer.config import ConfigError, ModelSpec
+    from fmlab.trainer.user_module import load_module_ref, looks_like_module
+    from fmlab.tui.cli.output import config_usage_error, usage_error
+
+    if not looks_like_module(model):
+        usage_error("model", f"{model!r} is not FILE.py:FACTORY (presets and layer stacks go in --arch)")
+    try:
+        return {**fields, "arch": ModelSpec((), module=load_module_ref(model, "model"))}
+    except ConfigError as exc:
+        config_usage_error(exc)
 
 
 DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz); else ./data, then others."

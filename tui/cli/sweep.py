@@ -20,10 +20,12 @@ from fmlab.tui.cli.options import (
     format_option,
     json_option,
     load_data,
+    model_option,
     quiet_option,
     run_field_options,
     session_ref_option,
     sessions_dir_option,
+    with_model,
     write_out,
 )
 from fmlab.tui.cli.output import FAILURE, absolute, config_usage_error, fail, usage_error
@@ -62,6 +64,7 @@ def sweep(
     data_dir: Optional[Path] = data_dir_option(),
     sessions_dir: Optional[Path] = sessions_dir_option(SESSIONS_HELP),
     quiet: bool = quiet_option("No progress display, just the table."),
+    model: Optional[str] = model_option(),
     **fields: object,
 ) -> None:
     """Train every combination of a grid and print a results table as runs finish.
@@ -89,6 +92,7 @@ def sweep(
             usage_error("preset", f"{preset!r} is not one of {', '.join(PRESETS)}")
     options: dict[str, object] = dict(chosen.options) if chosen else {}
     options.update({name: value for name, value in fields.items() if value is not None})
+    options = with_model(options, model)
     try:
         grid = parse_grid(**options)
         configs = expand(grid)

@@ -17,25 +17,28 @@ from fmlab.tui.cli.options import (
     data_dir_option,
     json_option,
     load_data,
+    model_option,
     quiet_option,
     require_writable_dir,
     resolve_sessions_dir,
     run_field_options,
     session_ref_option,
     sessions_dir_option,
+    with_model,
 )
 from fmlab.tui.cli.output import FAILURE, absolute, config_usage_error, fail, percent, plural, print_json
 from fmlab.tui.cli.progress import ProgressPrinter
 from fmlab.tui.cli.signals import StopOnSignal
 
 
-def resumable_job(sessions_dir: Path, ref: str):
-    """The job continuing session ``ref`` from its checkpoint, or a one-line exit."""
+def resumable_job(sessions_dir: Path, ref: str, module=None):
+    """The job continuing session ``ref`` from its checkpoint, or a one-line
+    exit; ``module``: the user's module named with --model, loaded."""
     from fmlab.trainer.jobs import JobError, resume_job
     from fmlab.trainer.sessions import SessionError, find_session
 
     try:
-        return resume_job(find_session(sessions_dir, ref))
+        return resume_job(find_session(sessions_dir, ref), module)
     except (SessionError, JobError) as exc:
         fail(str(exc))
 
@@ -51,7 +54,8 @@ def run_training(
 ) -> None:
     from fmlab.trainer.jobs import Job, JobError, JobService
 
-    job = resumable_job(sessions_dir, resume_ref) if resume_ref else Job(config)
+    module = config.model if config.model.module is not None else None
+    job = resumable_job(sessions_dir, resume_ref, module) if resume_ref else Job(config)
     config = job.config
     service = JobService(sessions_dir, load_data(data_dir, config.device), on_warning=SaveWarnings())
     try:
@@ -123,6 +127,7 @@ def train(
         "Continue a stopped or interrupted session from its last finished epoch (its own settings "
         "are used); latest or -1 is the newest session.",
     ),
+    model: Optional[str] = model_option(),
     **fields: object,
 ) -> None:
     """Train one run and save it as a session.
@@ -131,11 +136,15 @@ def train(
     64, plain SGD, no shuffle) reaches about 87% test accuracy. Ctrl+C or
     SIGTERM stops the run at its next step and saves it as stopped (exit
     status 130 or 143).
+
+    Other networks: --arch cnn (a small LeNet-like net), a layer stack such as
+    --arch "conv(16,5,pad=2) relu maxpool(2) flatten fc(10)" (fmlab params
+    --help lists the layers), or your own module: --model my_net.py:build.
     """
     from fmlab.trainer.fields import parse_run_config
 
     try:
-        config = parse_run_config(**fields)
+        config = parse_run_config(**with_model(fields, model))
     except ConfigError as exc:
         config_usage_error(exc)
     directory = resolve_sessions_dir(sessions_dir)

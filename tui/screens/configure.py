@@ -37,7 +37,7 @@ class ConfigureScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = "configure a run"
         form = self.query_one(ConfigForm)
-        self.query_one(ParamInspector).show(form.initial.model.hidden)
+        self.query_one(ParamInspector).show(form.initial.model if form.initial.model.module is None else None)
         self.probe_cuda()
 
     @work(thread=True, exit_on_error=False, group="probe")
@@ -46,7 +46,7 @@ class ConfigureScreen(Screen):
         self.app.call_from_thread(self.query_one(ConfigForm).set_cuda, available, description)
 
     def on_config_form_changed(self, message: ConfigForm.Changed) -> None:
-        self.query_one(ParamInspector).show(message.hidden)
+        self.query_one(ParamInspector).show(message.spec)
         self.query_one("#start", Button).disabled = message.config is None
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -17,17 +17,19 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from fmlab.trainer.config import ARCH_PRESETS, ConfigError, RunConfig
+from fmlab.trainer.config import ARCH_PRESETS, STACK_PRESETS, ConfigError, ModelSpec, RunConfig
 from fmlab.trainer.fields import (
+    FIELDS,
     RUN_FIELDS,
+    Architecture,
     Choice,
     Field,
-    Widths,
     YesNo,
     config_texts,
     field_named,
     parse_run_config,
 )
+from fmlab.trainer.layers import stack_text
 from fmlab.tui.literal import literal
 from fmlab.tui.widgets.validates_soon import ValidatesSoon
 
@@ -39,8 +41,10 @@ RUN_PRESETS: dict[str, tuple[str, dict[str, object]]] = {
     "adam": ("Adam, lr 0.001", {"optimizer": "adam", "lr": "0.001", "momentum": "0"}),
     "deeper": ("Deeper net, lr 0.01", {"arch": "deeper", "lr": "0.01"}),
 }  # fmt: skip
-CUSTOM = "custom"  # the arch menu's choice for widths typed in
-WIDTHS = "widths"  # the row of widths, where the architecture's refusals show
+CUSTOM = "custom"  # the arch menu's choice for a net typed in
+WIDTHS = "widths"  # the row of the net as text, where the architecture's refusals show
+PRESET_NAMES = (*ARCH_PRESETS, *STACK_PRESETS)
+NOT_TYPED = "type FILE.py:FACTORY here to load it: fmlab runs a module file only when you name it"
 
 
 @dataclass
@@ -53,10 +57,10 @@ class ConfigForm(ValidatesSoon, Vertical):
     class Changed(Message):
         """The form was edited; ``config`` is None while any field is refused."""
 
-        def __init__(self, config: RunConfig | None, hidden: tuple[int, ...] | None) -> None:
+        def __init__(self, config: RunConfig | None, spec: ModelSpec | None) -> None:
             super().__init__()
             self.config = config
-            self.hidden = hidden
+            self.spec = spec  # the network, when its row is good
 
     def __init__(self, initial: RunConfig | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -64,6 +68,8 @@ class ConfigForm(ValidatesSoon, Vertical):
         self.cuda: Cuda | None = None
         self.errors: dict[str, str] = {}
         self.config: RunConfig | None = None
+        self.typed_module = ""  # a module file typed into the net row: only that is loaded
+        self.modules: dict[str, ModelSpec | ConfigError] = {}  # loaded (or refused) module texts
 
     # ----------------------------------------------------------- layout
 
@@ -84,18 +90,20 @@ class ConfigForm(ValidatesSoon, Vertical):
 
     def _field_rows(self, field: Field, value: object) -> ComposeResult:
         """A field's row: a menu for a choice, a box for yes/no, else text; the
-        architecture is a menu of presets and a row of widths."""
+        architecture is a menu of presets and a row for the net as text
+        (widths, layers, or a module file)."""
         name, parser = field.name, field.parser
-        if isinstance(parser, Widths):
-            arch = value if value in ARCH_PRESETS else CUSTOM
+        if isinstance(parser, Architecture):
+            arch = value if value in PRESET_NAMES else CUSTOM
             menu = [(f"{n} ({','.join(map(str, w))})", n) for n, w in ARCH_PRESETS.items()]
-            menu.append(("custom widths", CUSTOM))
+            menu += [(f"{n} (layers)", n) for n in STACK_PRESETS]
+            menu.append(("custom: widths, layers, file", CUSTOM))
             yield from self._row(
                 name, field.label, Select(menu, value=arch, allow_blank=False, compact=True, id="f-arch")
             )
-            widths = ",".join(map(str, self.initial.model.hidden))
+            widths = net_text(self.initial.model)
             yield from self._row(
-                WIDTHS, WIDTHS, Input(widths, compact=True, disabled=arch != CUSTOM, id=f"f-{WIDTHS}")
+                WIDTHS, "net", Input(widths, compact=True, disabled=arch != CUSTOM, id=f"f-{WIDTHS}")
             )
         elif isinstance(parser, Choice):
             menu = Select(parser.menu(), value=value, allow_blank=False, compact=True, id=f"f-{name}")
@@ -126,6 +134,22 @@ class ConfigForm(ValidatesSoon, Vertical):
             values["arch"] = self.query_one(f"#f-{WIDTHS}", Input).value
         return values
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == f"f-{WIDTHS}" and event.input.has_focus:
+            self.typed_module = event.value.strip()  # someone typed it: it may be loaded
+
+    def _module(self, text: str) -> ModelSpec | ConfigError:
+        """The module a typed ``FILE.py:FACTORY`` builds (loaded once: its file
+        runs), or why not."""
+        if text != self.typed_module:
+            return ConfigError("arch", NOT_TYPED)
+        if text not in self.modules:
+            try:
+                self.modules[text] = FIELDS["arch"].parse(text)
+            except ConfigError as exc:
+                self.modules[text] = exc
+        return self.modules[text]
+
     def set_values(self, values: dict[str, object]) -> None:
         """Fill fields by parse_run_config name (``arch`` takes a preset name)."""
         for name, value in values.items():
@@ -142,10 +166,10 @@ class ConfigForm(ValidatesSoon, Vertical):
         texts = config_texts(config)
         arch = texts.pop("arch")
         self.query_one("#f-preset", Select).clear()
-        self.query_one("#f-arch", Select).value = arch if arch in ARCH_PRESETS else CUSTOM
+        self.query_one("#f-arch", Select).value = arch if arch in PRESET_NAMES else CUSTOM
         widths = self.query_one(f"#f-{WIDTHS}", Input)
-        widths.disabled = arch not in ARCH_PRESETS
-        widths.value = ",".join(map(str, config.model.hidden))
+        widths.disabled = arch in PRESET_NAMES
+        widths.value = net_text(config.model)
         self.set_values(texts)
         self.validate_soon()
 
@@ -159,10 +183,19 @@ class ConfigForm(ValidatesSoon, Vertical):
     def validate(self) -> RunConfig | None:
         """Check every field, show each refusal at its row, post Changed."""
         values = self.raw_values()
+        refused: dict[str, str] = {}
+        if looks_like_module(str(values["arch"])):
+            module = self._module(str(values["arch"]).strip())
+            if isinstance(module, ConfigError):
+                refused[WIDTHS], values["arch"] = module.message, FIELDS["arch"].default
+            else:
+                values["arch"] = module
         try:
             self.config, self.errors = parse_run_config(**values), {}
         except ConfigError as exc:
             self.config, self.errors = None, {_row_of(field): reason for field, reason in exc.errors.items()}
+        if refused:
+            self.config, self.errors = None, {**refused, **self.errors}
         if self.cuda and not self.cuda.available and values["device"] == "cuda":
             self.errors["device"] = "no CUDA device here; use auto or cpu"
             self.config = None
@@ -176,8 +209,8 @@ class ConfigForm(ValidatesSoon, Vertical):
             widget = row.children[-1]
             name = (widget.id or "").removeprefix("f-")
             row.set_class(name in self.errors, "-invalid")
-        hidden = None if WIDTHS in self.errors else _widths_of(values["arch"])
-        self.post_message(self.Changed(self.config, hidden))
+        spec = None if WIDTHS in self.errors else _spec_of(values["arch"])
+        self.post_message(self.Changed(self.config, spec))
         return self.config
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -189,8 +222,8 @@ class ConfigForm(ValidatesSoon, Vertical):
         if event.select.id == "f-arch":
             widths = self.query_one(f"#f-{WIDTHS}", Input)
             widths.disabled = event.value != CUSTOM
-            if event.value in ARCH_PRESETS:
-                widths.value = ",".join(map(str, ARCH_PRESETS[str(event.value)]))
+            if event.value in PRESET_NAMES:
+                widths.value = net_text(FIELDS["arch"].parse(event.value))
         self.validate_soon()
 
 
@@ -199,13 +232,26 @@ def _row_of(key: str) -> str:
     field = field_named(key)
     if field is None:
         return key
-    return WIDTHS if isinstance(field.parser, Widths) else field.name
+    return WIDTHS if isinstance(field.parser, Architecture) else field.name
 
 
-def _widths_of(arch: object) -> tuple[int, ...] | None:
-    from fmlab.trainer.config import parse_widths
-
+def _spec_of(arch: object) -> ModelSpec | None:
+    """The network for the inspector; a module only once loaded."""
+    if isinstance(arch, ModelSpec):
+        return arch
     try:
-        return parse_widths(str(arch))
+        return FIELDS["arch"].parse(arch)
     except ConfigError:
         return None
+
+
+def net_text(spec: ModelSpec) -> str:
+    """The net as its row shows it: widths, layers, or FILE.py:FACTORY."""
+    if spec.module is not None:
+        return spec.module.name
+    return stack_text(spec.layers) if spec.layers else ",".join(map(str, spec.hidden))
+
+
+def looks_like_module(text: str) -> bool:
+    text = text.strip()
+    return text.endswith(".py") or ".py:" in text

@@ -7,7 +7,9 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from fmlab.trainer.config import ModelSpec
+from fmlab.trainer.layers import stack_text
 from fmlab.trainer.models import summarize
+from fmlab.tui.literal import cell, literal
 
 # Below this width the table narrows: output width only, and no params column
 # (the formula ends with the count).
@@ -24,7 +26,7 @@ class ParamInspector(Vertical):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.hidden: tuple[int, ...] | None = None
+        self.spec: ModelSpec | None = None
         self._wide: bool | None = None
 
     def compose(self) -> ComposeResult:
@@ -32,10 +34,10 @@ class ParamInspector(Vertical):
         yield DataTable(cursor_type="row", zebra_stripes=True, id="inspector-table")
         yield Static("", id="inspector-total")
 
-    def show(self, hidden: tuple[int, ...] | None) -> None:
-        if hidden == self.hidden and self._wide is not None:
+    def show(self, spec: ModelSpec | None) -> None:
+        if spec == self.spec and self._wide is not None:
             return  # the same table: every edit of another field lands here
-        self.hidden = hidden
+        self.spec = spec
         self._fill()
 
     def on_resize(self) -> None:
@@ -48,22 +50,34 @@ class ParamInspector(Vertical):
         total = self.query_one("#inspector-total", Static)
         self._wide = self.size.width >= WIDE_ENOUGH
         table.clear(columns=True)
-        if self.hidden is None:
+        spec = self.spec
+        if spec is None:
             shape.update("[b]model[/b]  (fix the architecture to see its layers)")
             total.update("")
             return
-        spec = ModelSpec(self.hidden)
         summary = summarize(spec)
-        shape.update(f"[b]{spec.name}[/b]  784 → {' → '.join(map(str, spec.hidden))} → 10")
+        shape.update(_title(spec))
         if self._wide:
             table.add_columns("layer", "output", "params", "formula")
         else:
             table.add_columns("layer", "out", "formula")
         for layer in summary.layers:
             if self._wide:
-                table.add_row(layer.name, layer.output_shape, f"{layer.params:,}", layer.formula)
+                table.add_row(cell(layer.name), layer.output_shape, f"{layer.params:,}", layer.formula)
             else:
-                table.add_row(layer.name, str(layer.out_features), layer.formula)
-        total.update(
-            f"[b]total {summary.total_params:,} parameters[/b]  ({summary.size_mb:.2f} MB as float32)"
-        )
+                out = "x".join(map(str, layer.shape or (layer.out_features,)))
+                # spaces out: a conv's formula then fits beside its shape at 80 columns
+                table.add_row(cell(layer.name), out, layer.formula.replace(" ", ""))
+        text = f"[b]total {summary.total_params:,} parameters[/b]  ({summary.size_mb:.2f} MB as float32)"
+        if summary.non_trainable:
+            text += f"\n+ {summary.non_trainable:,} running statistics (not trained)"
+        total.update(text)
+
+
+def _title(spec: ModelSpec):
+    if spec.is_mlp:
+        return f"[b]{spec.name}[/b]  784 → {' → '.join(map(str, spec.hidden))} → 10"
+    if spec.layers:
+        text = stack_text(spec.layers)
+        return literal(text) if text == spec.name else literal(f"{spec.name}: {text}")
+    return literal(f"your module {spec.name} (its file ran to find these)")
