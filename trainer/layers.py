@@ -27,6 +27,9 @@ MAX_CHANNELS = 4096
 MAX_FEATURES = 1_000_000
 MAX_KERNEL = 28
 MAX_LAYERS = 64
+# One image's output of one layer may hold at most this many values (8 MiB as
+# float32): a batch of 64 then needs at most 512 MiB per layer.
+MAX_VALUES_PER_IMAGE = 2**21
 # Each layer kind: its numbers in order, with their defaults (None: required).
 SIGNATURES: dict[str, tuple[tuple[str, object], ...]] = {
     "conv": (("out", None), ("kernel", None), ("stride", 1), ("pad", 0)),
@@ -178,7 +181,12 @@ def check_stack(layers: tuple[Layer, ...]) -> None:
     """StackError unless the stack runs from 1x28x28 to 10 logits."""
     if len(layers) > MAX_LAYERS:
         raise StackError(f"{len(layers)} layers; at most {MAX_LAYERS}")
-    shape = summarize_stack(layers).layers[-1].shape
+    rows = summarize_stack(layers).layers
+    for number, (layer, row) in enumerate(zip(layers, rows), start=1):
+        if row.out_features > MAX_VALUES_PER_IMAGE:
+            raise StackError(f"layer {number}, {layer.text}, gives {row.out_features:,} values per image; "
+                             f"the limit is {MAX_VALUES_PER_IMAGE:,}")  # fmt: skip
+    shape = rows[-1].shape
     if shape != (NUM_CLASSES,):
         ending = "x".join(map(str, shape))
         hint = "; end with flatten and fc(10)" if len(shape) == 3 else "; end with fc(10)"

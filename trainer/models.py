@@ -68,15 +68,22 @@ def build_stack(layers: tuple[Layer, ...], seed: int) -> torch.nn.Sequential:
         modules: list[nn.Module] = []
         rows = summarize_stack(layers).layers
         shape = (1, 28, 28)
+        previous = None
         for layer, row in zip(layers, rows):
-            modules.append(_module_of(layer, shape))
-            shape = row.shape
+            modules.append(_module_of(layer, shape, in_place=previous in IN_PLACE_AFTER))
+            shape, previous = row.shape, layer.kind
         return nn.Sequential(*modules)
     finally:
         torch.random.set_rng_state(generator_state)
 
 
-def _module_of(layer: Layer, shape: tuple[int, ...]) -> torch.nn.Module:
+# A ReLU right after one of these works in place: none needs its own output
+# for its backward (tanh does), and the input images are never overwritten.
+IN_PLACE_AFTER = frozenset({"conv", "fc", "bn", "maxpool", "avgpool"})
+
+
+def _module_of(layer: Layer, shape: tuple[int, ...], in_place: bool) -> torch.nn.Module:
+    """The torch module of one layer."""
     from torch import nn
 
     kind, values = layer.kind, layer.values
@@ -92,7 +99,9 @@ def _module_of(layer: Layer, shape: tuple[int, ...]) -> torch.nn.Module:
         return pool(values[0], stride=values[1])
     if kind == "dropout":
         return nn.Dropout(values[0])
-    plain = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "flatten": nn.Flatten}
+    if kind == "relu":
+        return nn.ReLU(inplace=in_place)
+    plain = {"gelu": nn.GELU, "tanh": nn.Tanh, "flatten": nn.Flatten}
     return plain[kind]()
 
 

@@ -30,6 +30,8 @@ from fmlab.trainer.text import visible
 MAX_SOURCE_BYTES = 4 * 2**20
 MAX_REPR = 16_000
 SPEC = re.compile(r"^(?P<path>.+\.py):(?P<factory>[A-Za-z_]\w*)$")
+# What each file, unchanged, built: a form checked at every keystroke runs it once.
+_loaded: dict[tuple[str, str, str], ModuleRef] = {}
 
 
 def looks_like_module(text: str) -> bool:
@@ -46,11 +48,15 @@ def load_module_ref(text: str, field: str = "arch") -> ModuleRef:
         raise ConfigError(field, f"{visible(text)!r} is not FILE.py:FACTORY, e.g. my_net.py:build")
     path, factory = match["path"], match["factory"]
     source = _source(path, field)
+    key = (path, factory, hashlib.sha256(source).hexdigest())
+    if key in _loaded:
+        return _loaded[key]
     model = _build(path, factory, source, seed=0, field=field)
     summary = _check_and_summarize(model, field, f"{factory}()")
     ref = ModuleRef(path, factory, hashlib.sha256(source).hexdigest(), _repr(model),
                     summary.total_params, summary)  # fmt: skip
     check_model_size(ModelSpec((), module=ref), field)
+    _loaded[key] = ref
     return ref
 
 

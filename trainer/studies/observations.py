@@ -46,9 +46,12 @@ def lr_label(row: RunRow) -> str:
 
 
 def arch_label(row: RunRow) -> str:
-    """A preset's name, else the widths in brackets (as the tables' structure)."""
+    """A preset's name, else the widths in brackets (as the tables' structure),
+    or a layer stack or module as written."""
     spec = row.config.model
-    return spec.name if spec.name in ARCH_PRESETS else f"({','.join(map(str, spec.hidden))})"
+    if spec.name in ARCH_PRESETS or not spec.is_mlp:
+        return spec.name
+    return f"({','.join(map(str, spec.hidden))})"
 
 
 # ----------------------------------------------------------------- wording
@@ -412,20 +415,30 @@ def _g(value: float) -> str:
     return f"{value:.3e}"
 
 
+def _two_means_sentence(spec) -> str:
+    total = f"{spec.num_params:,}"
+    if not spec.is_mlp:
+        return (
+            "The notebook's value adds the mean gradient of each parameter tensor, so a bias counts as much as "
+            f"the largest weight; the mean over all parameters divides the sum of all {total} gradients by "
+            "their number, so each tensor counts by its size."
+        )
+    sizes = spec.sizes
+    largest = max(i * o for i, o in zip(sizes, sizes[1:]))
+    return (
+        f"The notebook's value adds the mean gradient of each of the {2 * (len(sizes) - 1)} parameter tensors "
+        f"(every layer's weight and bias), so the output bias ({sizes[-1]} values) counts as much as the largest "
+        f"weight matrix ({largest:,} values); the mean over all parameters divides the sum of all "
+        f"{total} gradients by their number, so each tensor counts by its size."
+    )
+
+
 def gradient_observations(records: Sequence[SessionRecord], steps: int = GRAD_STEPS) -> list[str]:
     """The two gradient definitions compared over the first ``steps`` steps."""
     out = []
     for record in records:
         label = f"lr {record.config.optimizer.lr:g}"
-        sizes = record.config.model.sizes
-        tensors = 2 * (len(sizes) - 1)
-        largest = max(i * o for i, o in zip(sizes, sizes[1:]))
-        out.append(
-            f"The notebook's value adds the mean gradient of each of the {tensors} parameter tensors (every "
-            f"layer's weight and bias), so the output bias ({sizes[-1]} values) counts as much as the largest "
-            f"weight matrix ({largest:,} values); the mean over all parameters divides the sum of all "
-            f"{record.config.model.num_params:,} gradients by their number, so each tensor counts by its size."
-        )
+        out.append(_two_means_sentence(record.config.model))
         mean = grad_summary(record, steps, "grad_mean")
         if not mean["steps"]:
             out.append(f"At {label} no step has a finite gradient to describe.")

@@ -241,12 +241,15 @@ def _duration(seconds: float) -> str:
 
 
 def parameter_lines(spec: ModelSpec) -> list[str]:
-    """The per-layer parameter calculation, (in + 1) x out, as a Markdown table."""
+    """The per-layer parameter calculation ((in + 1) x out for a Linear, (in
+    channels x kh x kw + 1) x out for a convolution) as a Markdown table."""
     summary = summarize(spec)
-    lines = [f"**{spec.name}** (784 -> {' -> '.join(map(str, spec.hidden))} -> 10)", "",
-             "| layer | shape | parameters |", "| --- | --- | --- |"]  # fmt: skip
+    title = f"**{spec.name}** (784 -> {' -> '.join(map(str, spec.hidden))} -> 10)" if spec.is_mlp else f"**{spec.name}**"
+    lines = [title, "", "| layer | shape | parameters |", "| --- | --- | --- |"]
     for layer in summary.layers:
-        if layer.kind == "Linear":
+        if spec.is_mlp and layer.kind == "Linear":
             lines.append(f"| {layer.name} | {layer.in_features} -> {layer.out_features} | {layer.formula} |")
+        elif not spec.is_mlp and layer.params:
+            lines.append(f"| {layer.name} ({layer.kind}) | {layer.output_shape} | {layer.formula} |")
     lines += [f"| total | | {summary.total_params:,} |", ""]
     return lines

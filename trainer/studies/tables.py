@@ -96,6 +96,8 @@ ROW_KINDS = {
 
 
 def structure(config: RunConfig) -> str:
+    if not config.model.is_mlp:
+        return config.model.name  # a stack's preset or layers, a module's FILE.py:FACTORY
     widths = ",".join(str(w) for w in config.model.hidden)
     name = config.model.name
     return f"{name} ({widths})" if name in ARCH_PRESETS else f"({widths})"

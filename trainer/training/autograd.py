@@ -25,6 +25,8 @@ from fmlab.trainer.config import RunConfig
 from fmlab.trainer.models import build_model
 from fmlab.trainer.training.steppers import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK
 
+EVAL_VALUES = 2**26  # the widest layer's output over one evaluation chunk (256 MiB as float32)
+
 DROPOUT_SEED_STRIDE = 1_000_003  # a member's dropout seed is seed * this + step
 
 
@@ -41,6 +43,7 @@ class AutogradStepper:
         self.num_params = sum(p.numel() for p in self.models[0].parameters())
         self.dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in self.models[0].modules())
         self.steps_taken = 0
+        self.eval_chunk = _eval_chunk(self.models[0], device)
         self.loss_sum = torch.zeros(len(configs), device=device)
         self.correct = torch.zeros(len(configs), dtype=torch.long, device=device)
 
@@ -113,9 +116,9 @@ class AutogradStepper:
             model.eval()
             loss = torch.zeros((), device=x.device)
             correct = torch.zeros((), dtype=torch.long, device=x.device)
-            for start in range(0, len(x), EVAL_CHUNK):
-                logits = model(x[start : start + EVAL_CHUNK].view(-1, 1, 28, 28))
-                target = y[start : start + EVAL_CHUNK]
+            for start in range(0, len(x), self.eval_chunk):
+                logits = model(x[start : start + self.eval_chunk].view(-1, 1, 28, 28))
+                target = y[start : start + self.eval_chunk]
                 loss += F.cross_entropy(logits, target, reduction="sum")
                 correct += (logits.max(1).indices == target).sum()
             model.train()
@@ -170,11 +173,33 @@ class AutogradStepper:
                 optimizer.state[param] = {"momentum_buffer": saved["momentum"][index].to(param.device).clone()}
 
 
+def _eval_chunk(model: nn.Module, device: torch.device) -> int:
+    """Test images per forward pass: EVAL_CHUNK, fewer for a network whose
+    widest layer would need more than EVAL_VALUES values for that many."""
+    widths: list[int] = []
+
+    def record(_module, _inputs, output) -> None:
+        if isinstance(output, torch.Tensor):
+            widths.append(output[0].numel())
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, 28, 28, device=device))
+    finally:
+        model.train()
+        for hook in hooks:
+            hook.remove()
+    return max(1, min(EVAL_CHUNK, EVAL_VALUES // max(widths, default=1)))
+
+
 def _optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
     opt = config.optimizer
+    # foreach: one call per update for every tensor (torch picks it on CUDA only by default)
     if opt.name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=opt.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
-    return torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum)
+        return torch.optim.Adam(model.parameters(), lr=opt.lr, betas=ADAM_BETAS, eps=ADAM_EPS, foreach=True)
+    return torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum, foreach=True)
 
 
 def _optimizer_state(optimizer: torch.optim.Optimizer, params: list, config: RunConfig, steps: int,
