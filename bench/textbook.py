@@ -1,8 +1,8 @@
 """The textbook training loop fmlab is measured against.
 
 torchvision's FashionMNIST with ToTensor, a DataLoader(batch_size=64), the
-same network (any kind, built by fmlab.trainer.models.build_model, plain
-NCHW) and SGD, autograd and ``optimizer.step()``; each epoch trains on the
+same network (an MLP, or a layer stack in plain NCHW with out-of-place ReLUs)
+and SGD, autograd and ``optimizer.step()``; each epoch trains on the
 train split and then measures test accuracy through a DataLoader, as the
 reference study does.
 """
@@ -21,7 +21,7 @@ from torchvision import datasets, transforms
 
 from fmlab.trainer.config import ModelSpec
 from fmlab.trainer.data import DataSource
-from fmlab.trainer.models import build_model
+from fmlab.trainer.models import build_model, build_stack
 
 
 def torchvision_root(source: DataSource, workdir: Path) -> Path:
@@ -44,7 +44,7 @@ def textbook_epochs(root: Path, spec: ModelSpec, lr: float, epochs: int, seed: i
     test = datasets.FashionMNIST(str(root), train=False, transform=to_tensor)
     train_loader = DataLoader(train, batch_size=64)
     test_loader = DataLoader(test, batch_size=64)
-    model = build_model(spec, seed)
+    model = build_stack(spec.layers, seed, in_place=False) if spec.layers else build_model(spec, seed)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(epochs):

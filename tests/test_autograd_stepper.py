@@ -38,12 +38,18 @@ def test_members_give_the_same_numbers_alone_or_stacked(tiny_dataset):
         alone = list(train_one(config, tiny_dataset))
         assert same_numbers(epochs_of(stacked[position]), epochs_of(alone))
         steps = [(e.step, e.loss, e.grad_norm) for e in alone if isinstance(e, StepMetrics)]
-        assert steps == [(e.step, e.loss, e.grad_norm) for e in stacked[position] if isinstance(e, StepMetrics)]
+        assert steps == [
+            (e.step, e.loss, e.grad_norm) for e in stacked[position] if isinstance(e, StepMetrics)
+        ]
 
 
-@pytest.mark.parametrize("optimizer, lr, momentum", [("sgd", 0.05, 0.0), ("sgd", 0.02, 0.9), ("adam", 0.003, 0.0)])
+@pytest.mark.parametrize(
+    "optimizer, lr, momentum", [("sgd", 0.05, 0.0), ("sgd", 0.02, 0.9), ("adam", 0.003, 0.0)]
+)
 def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(tiny_dataset, tmp_path, optimizer, lr, momentum):
-    config = parse_run_config(arch=STACK, optimizer=optimizer, lr=lr, momentum=momentum, epochs=3, shuffle=True)
+    config = parse_run_config(
+        arch=STACK, optimizer=optimizer, lr=lr, momentum=momentum, epochs=3, shuffle=True
+    )
     checkpoints = []
     whole = list(train_one(config, tiny_dataset, on_checkpoint=checkpoints.append))
     file = tmp_path / "run.ckpt"
@@ -65,9 +71,13 @@ def test_the_first_step_statistics_are_those_of_a_plain_autograd_step(tiny_datas
     grads = [p.grad for p in model.parameters()]
     count = sum(g.numel() for g in grads)
     assert math.isclose(first.loss, loss.item(), rel_tol=1e-5)
-    assert math.isclose(first.grad_mean, sum(g.sum().item() for g in grads) / count, rel_tol=1e-4, abs_tol=1e-9)
+    assert math.isclose(
+        first.grad_mean, sum(g.sum().item() for g in grads) / count, rel_tol=1e-4, abs_tol=1e-9
+    )
     assert math.isclose(first.grad_norm, math.sqrt(sum(g.square().sum().item() for g in grads)), rel_tol=1e-4)
-    assert math.isclose(first.grad_sum_of_means, sum(g.mean().item() for g in grads), rel_tol=1e-4, abs_tol=1e-9)
+    assert math.isclose(
+        first.grad_sum_of_means, sum(g.mean().item() for g in grads), rel_tol=1e-4, abs_tol=1e-9
+    )
     per_layer = [math.sqrt(sum(p.grad.square().sum().item() for p in m.parameters(recurse=False)))
                  for m in model if next(m.parameters(recurse=False), None) is not None]  # fmt: skip
     assert len(first.layer_norms) == 3

@@ -36,7 +36,9 @@ def test_the_summary_counts_every_parameter_of_the_built_model(text):
 
 
 def test_each_layer_shows_its_output_shape_and_formula():
-    rows = {row.name: row for row in summarize(parse_arch("conv(32,3) relu pool(2) bn flatten fc(10)")).layers}
+    rows = {
+        row.name: row for row in summarize(parse_arch("conv(32,3) relu pool(2) bn flatten fc(10)")).layers
+    }
     assert rows["conv1"].formula == "(1 x 3 x 3 + 1) x 32 = 320" and rows["conv1"].shape == (32, 26, 26)
     assert rows["pool1"].shape == (32, 13, 13) and rows["pool1"].params == 0
     assert rows["bn1"].formula.startswith("2 x 32 = 64") and rows["bn1"].buffers == 64

@@ -18,7 +18,7 @@ from fmlab.trainer.sessions import load
 from fmlab.trainer.user_module import build_user_module, load_module_ref
 from fmlab.tui.cli import app
 
-MODULE = '''
+MODULE = """
 import pathlib
 import torch
 from torch import nn
@@ -48,7 +48,7 @@ def not_a_module():
 def marks():
     pathlib.Path(__file__).with_suffix(".ran").write_text("ran")
     return TinyNet()
-'''
+"""
 
 
 @pytest.fixture

@@ -117,7 +117,7 @@ class ModelSpec:
 
     @property
     def kind(self) -> str:
-        """"mlp" (the fast path), "stack" or "module"."""
+        """ "mlp" (the fast path), "stack" or "module"."""
         return "module" if self.module else "stack" if self.layers else "mlp"
 
     @property
@@ -199,7 +199,12 @@ def parse_arch(text: str, field: str = "arch") -> ModelSpec:
     preset = STACK_PRESETS.get(text.lower())
     if preset is None and (not text or text.lower() in ARCH_PRESETS or text[0] in "0123456789+-,"):
         return ModelSpec(parse_widths(text, field))
-    if preset is None and text.isidentifier() and text.lower() not in SIGNATURES and text.lower() not in ALIASES:
+    if (
+        preset is None
+        and text.isidentifier()
+        and text.lower() not in SIGNATURES
+        and text.lower() not in ALIASES
+    ):
         raise ConfigError(field, f"{text!r} is not {ARCH_CHOICES}")
     try:
         layers = parse_stack(preset or text)

@@ -462,7 +462,9 @@ def config_of_json(data: object) -> RunConfig:
 
 def _net_of_json(data: dict) -> ModelSpec:
     hidden, layers, module = data["hidden"], data.get("layers"), data.get("module")
-    if not isinstance(hidden, list) or not all(isinstance(w, int) and not isinstance(w, bool) for w in hidden):
+    if not isinstance(hidden, list) or not all(
+        isinstance(w, int) and not isinstance(w, bool) for w in hidden
+    ):
         raise ConfigError("hidden", "must be a list of whole numbers")
     if sum((bool(hidden), layers is not None, module is not None)) != 1:
         raise ConfigError("config", "must describe the network once: by hidden, layers or module")
@@ -531,8 +533,12 @@ def _net_json_schema() -> dict:
             "items": {"type": "integer", "minimum": 1, "maximum": MAX_WIDTH},
             "description": "An MLP's hidden widths; empty when the net is a layer stack or a module.",
         },
-        "layers": {"oneOf": [{"type": "null"}, {**layers_json_schema(),
-                   "description": "A layer stack, input first (fmlab.trainer.layers)."}]},  # fmt: skip
+        "layers": {
+            "oneOf": [
+                {"type": "null"},
+                {**layers_json_schema(), "description": "A layer stack, input first (fmlab.trainer.layers)."},
+            ]
+        },  # fmt: skip
         "module": {"oneOf": [{"type": "null"}, module]},
     }
 

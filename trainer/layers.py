@@ -207,15 +207,24 @@ def _output(number: int, layer: Layer, shape: tuple[int, ...]) -> tuple[tuple[in
         channels, height, width = shape
         out, kernel, stride, pad = layer.values
         if min(height, width) + 2 * pad < kernel:
-            raise StackError(f"{where} gets a {height}x{width} input, smaller than its {kernel}x{kernel} kernel")
+            raise StackError(
+                f"{where} gets a {height}x{width} input, smaller than its {kernel}x{kernel} kernel"
+            )
         size = lambda n: (n + 2 * pad - kernel) // stride + 1  # noqa: E731
         params = (channels * kernel * kernel + 1) * out
-        return (out, size(height), size(width)), params, f"({channels} x {kernel} x {kernel} + 1) x {out} = {params:,}", 0
+        return (
+            (out, size(height), size(width)),
+            params,
+            f"({channels} x {kernel} x {kernel} + 1) x {out} = {params:,}",
+            0,
+        )
     if kind in ("maxpool", "avgpool"):
         channels, height, width = shape
         kernel, stride = layer.values
         if min(height, width) < kernel:
-            raise StackError(f"{where} gets a {height}x{width} input, smaller than its {kernel}x{kernel} window")
+            raise StackError(
+                f"{where} gets a {height}x{width} input, smaller than its {kernel}x{kernel} window"
+            )
         return (channels, (height - kernel) // stride + 1, (width - kernel) // stride + 1), 0, "-", 0
     if kind == "fc":
         if len(shape) != 1:
@@ -225,7 +234,12 @@ def _output(number: int, layer: Layer, shape: tuple[int, ...]) -> tuple[tuple[in
         return (out,), params, f"({shape[0]} + 1) x {out} = {params:,}", 0
     if kind == "bn":
         channels = shape[0]
-        return shape, 2 * channels, f"2 x {channels} = {2 * channels:,} (+ {2 * channels:,} running statistics)", 2 * channels
+        return (
+            shape,
+            2 * channels,
+            f"2 x {channels} = {2 * channels:,} (+ {2 * channels:,} running statistics)",
+            2 * channels,
+        )
     if kind == "flatten":
         total = 1
         for n in shape:

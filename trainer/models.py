@@ -56,9 +56,10 @@ def build_model(spec: ModelSpec, seed: int) -> torch.nn.Module:
     return build_mlp(spec, seed)
 
 
-def build_stack(layers: tuple[Layer, ...], seed: int) -> torch.nn.Sequential:
+def build_stack(layers: tuple[Layer, ...], seed: int, in_place: bool = True) -> torch.nn.Sequential:
     """The layer stack as an nn.Sequential taking [batch, 1, 28, 28], with
-    PyTorch's default initialisation drawn from ``seed`` in layer order."""
+    PyTorch's default initialisation drawn from ``seed`` in layer order;
+    ``in_place=False`` gives every ReLU its own output, as a textbook does."""
     import torch
     from torch import nn
 
@@ -66,15 +67,27 @@ def build_stack(layers: tuple[Layer, ...], seed: int) -> torch.nn.Sequential:
     torch.manual_seed(seed)
     try:
         modules: list[nn.Module] = []
+        layers = _pool_before_relu(layers) if in_place else layers
         rows = summarize_stack(layers).layers
         shape = (1, 28, 28)
         previous = None
         for layer, row in zip(layers, rows):
-            modules.append(_module_of(layer, shape, in_place=previous in IN_PLACE_AFTER))
+            modules.append(_module_of(layer, shape, in_place=in_place and previous in IN_PLACE_AFTER))
             shape, previous = row.shape, layer.kind
         return nn.Sequential(*modules)
     finally:
         torch.random.set_rng_state(generator_state)
+
+
+def _pool_before_relu(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
+    """``relu maxpool`` as ``maxpool relu``: the same numbers (a max commutes
+    with relu, and where a window's max is not positive both give 0 and pass
+    no gradient), with the ReLU and its backward on a quarter of the values."""
+    ordered = list(layers)
+    for index in range(len(ordered) - 1):
+        if ordered[index].kind == "relu" and ordered[index + 1].kind == "maxpool":
+            ordered[index], ordered[index + 1] = ordered[index + 1], ordered[index]
+    return tuple(ordered)
 
 
 # A ReLU right after one of these works in place: none needs its own output

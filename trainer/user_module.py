@@ -105,7 +105,9 @@ def _build(path: str, factory: str, source: bytes, seed: int, field: str) -> nn.
         if isinstance(exc, KeyboardInterrupt):
             raise
         first = (str(exc).strip().splitlines() or [""])[0][:120]
-        raise ConfigError(field, f"{visible(path)}:{factory} raised {type(exc).__name__}: {visible(first)}") from None
+        raise ConfigError(
+            field, f"{visible(path)}:{factory} raised {type(exc).__name__}: {visible(first)}"
+        ) from None
     finally:
         sys.modules.pop(name, None)
         torch.random.set_rng_state(generator_state)
@@ -120,6 +122,7 @@ def _repr(model: nn.Module) -> str:
 
 
 # ----------------------------------------------------------------- the summary
+
 
 def _formula(module: nn.Module, params: int) -> str:
     if isinstance(module, nn.Conv2d) and module.bias is not None:

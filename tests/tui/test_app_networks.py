@@ -23,7 +23,7 @@ from fmlab.tui.widgets.gradient_chart import GradientChart
 from fmlab.tui.widgets.loss_chart import LossChart
 from fmlab.tui.widgets.param_inspector import ParamInspector
 
-MODULE = '''
+MODULE = """
 import pathlib
 from torch import nn
 
@@ -36,7 +36,7 @@ def broken():
 
 def wrong_output():
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))
-'''
+"""
 
 
 def shown_error(screen, name: str) -> str:

@@ -317,7 +317,11 @@ class Shape(Spec):
 
     def schema(self) -> dict:
         return _described(
-            {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": LARGEST_NUMBER}, "maxItems": 8},
+            {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0, "maximum": LARGEST_NUMBER},
+                "maxItems": 8,
+            },
             self.description,
         )
 
@@ -473,7 +477,9 @@ MODEL = Record(
                     "params": Whole(),
                     "formula": Text(),
                     "shape": Missing(Shape("One sample's output, e.g. [32, 26, 26]."), tuple),
-                    "buffers": Missing(Whole(description="Values kept but not trained (running statistics)."), 0),
+                    "buffers": Missing(
+                        Whole(description="Values kept but not trained (running statistics)."), 0
+                    ),
                 },
                 build=LayerSummary,
             ),

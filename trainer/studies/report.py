@@ -244,7 +244,11 @@ def parameter_lines(spec: ModelSpec) -> list[str]:
     """The per-layer parameter calculation ((in + 1) x out for a Linear, (in
     channels x kh x kw + 1) x out for a convolution) as a Markdown table."""
     summary = summarize(spec)
-    title = f"**{spec.name}** (784 -> {' -> '.join(map(str, spec.hidden))} -> 10)" if spec.is_mlp else f"**{spec.name}**"
+    title = (
+        f"**{spec.name}** (784 -> {' -> '.join(map(str, spec.hidden))} -> 10)"
+        if spec.is_mlp
+        else f"**{spec.name}**"
+    )
     lines = [title, "", "| layer | shape | parameters |", "| --- | --- | --- |"]
     for layer in summary.layers:
         if spec.is_mlp and layer.kind == "Linear":

@@ -23,7 +23,7 @@ from torch import nn
 
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.models import build_model
-from fmlab.trainer.training.steppers import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK
+from fmlab.trainer.training.rules import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK
 
 EVAL_VALUES = 2**26  # the widest layer's output over one evaluation chunk (256 MiB as float32)
 
@@ -170,7 +170,9 @@ class AutogradStepper:
                     "exp_avg_sq": saved["exp_avg_sq"][index].to(param.device).clone(),
                 }
             elif config.optimizer.momentum:
-                optimizer.state[param] = {"momentum_buffer": saved["momentum"][index].to(param.device).clone()}
+                optimizer.state[param] = {
+                    "momentum_buffer": saved["momentum"][index].to(param.device).clone()
+                }
 
 
 def _eval_chunk(model: nn.Module, device: torch.device) -> int:
@@ -214,7 +216,9 @@ def _optimizer_state(optimizer: torch.optim.Optimizer, params: list, config: Run
     return {}
 
 
-def _copy_all(mine: list[torch.Tensor], saved: list[torch.Tensor], what: str, check_only: bool = False) -> None:
+def _copy_all(
+    mine: list[torch.Tensor], saved: list[torch.Tensor], what: str, check_only: bool = False
+) -> None:
     if len(mine) != len(saved) or any(a.shape != b.shape for a, b in zip(mine, saved)):
         raise ValueError(f"the checkpoint's {what} do not fit this network")
     if not check_only:

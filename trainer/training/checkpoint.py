@@ -54,7 +54,9 @@ class Checkpoint:
     shuffle_state: torch.Tensor  # the data-order generator's state
     history: list[EpochMetrics]
     seconds: float  # training time so far
-    buffers: list[torch.Tensor] = field(default_factory=list)  # batch norm's statistics, in model.buffers() order
+    buffers: list[torch.Tensor] = field(
+        default_factory=list
+    )  # batch norm's statistics, in model.buffers() order
 
     def to_bytes(self, session_id: str, config: RunConfig) -> bytes:
         payload = {
@@ -154,7 +156,11 @@ class _Check:
         return values
 
     def tensors(
-        self, key: str, shapes: list[tuple[int, ...]] | None, dtype: torch.dtype | None, within: dict | None = None
+        self,
+        key: str,
+        shapes: list[tuple[int, ...]] | None,
+        dtype: torch.dtype | None,
+        within: dict | None = None,
     ) -> list:
         """The tensors under ``key``: of these shapes (None: any, for a user's
         module, checked when loaded into it) and this dtype (None: float32 or int64)."""
@@ -165,9 +171,15 @@ class _Check:
             shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else () for v in values]
         dtypes = (dtype,) if dtype is not None else (torch.float32, torch.int64)
         for index, (value, shape) in enumerate(zip(values, shapes)):
-            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or value.dtype not in dtypes:
+            if (
+                not isinstance(value, torch.Tensor)
+                or tuple(value.shape) != shape
+                or value.dtype not in dtypes
+            ):
                 got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                self.fail(f"{key}[{index}] is {got}, expected a {dtype or 'float32 or int64'} tensor of shape {shape}")
+                self.fail(
+                    f"{key}[{index}] is {got}, expected a {dtype or 'float32 or int64'} tensor of shape {shape}"
+                )
         return values
 
     def optimizer(self, config: RunConfig) -> dict:

@@ -36,12 +36,10 @@ import torch
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.layers import tensor_shapes
 from fmlab.trainer.models import build_mlp, linear_layers
+from fmlab.trainer.training.rules import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK
 
 NARROW_ROWS = 64  # a layer with fewer outputs is multiplied member by member
 NARROW_BATCH = 16  # so is every layer for a batch with fewer samples
-EVAL_CHUNK = 1_000  # test samples per forward pass; the same for any stack size
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
 
 
 class Stepper:
