@@ -113,3 +113,14 @@ def test_a_bad_stack_is_refused_with_the_layer_at_fault(text, message):
 def test_a_file_stack_is_checked_like_typed_text(layers):
     with pytest.raises(StackError):
         layers_from_json(layers)
+
+
+def test_a_sweep_lists_stacks_beside_mlps_and_stacks_only_equal_nets():
+    from fmlab.trainer.studies.grid import expand, grid_to_dict, parse_grid
+    from fmlab.trainer.training.plan import plan_stacks, stack_key
+
+    grid = parse_grid(arch="cnn;base;conv(4,3) flatten fc(10)", lr="0.1,0.01")
+    configs = expand(grid)
+    assert [c.model.kind for c in configs] == ["stack", "stack", "mlp", "mlp", "stack", "stack"]
+    assert plan_stacks([stack_key(c) for c in configs]) == [[0, 1], [2, 3], [4, 5]]
+    assert grid_to_dict(grid)["arch"] == ["cnn", "base", "conv(4,3) flatten fc(10)"]

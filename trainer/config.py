@@ -190,6 +190,12 @@ class RunConfig:
         return f"{text} bs={self.batch_size} {self.epochs} epoch{'s' if self.epochs != 1 else ''}"
 
 
+def looks_like_module(text: object) -> bool:
+    """Whether ``text`` names a module file (``net.py:build``) rather than layers."""
+    text = str(text).strip()
+    return text.endswith(".py") or ".py:" in text
+
+
 def parse_arch(text: str, field: str = "arch") -> ModelSpec:
     """A preset (MLP or stack), MLP widths such as ``128,64``, or a layer stack
     such as ``conv(8,3) relu flatten fc(10)``; a stack that is a plain MLP

@@ -29,6 +29,7 @@ from fmlab.trainer.config import (
     ModelSpec,
     ModuleRef,
     RunConfig,
+    looks_like_module,
     parse_arch,
     parse_lr,
     parse_number,
@@ -168,7 +169,7 @@ class Architecture(Parser):
         if isinstance(value, (tuple, list)):
             value = ",".join(str(w) for w in value)
         text = str(value).strip()
-        if text.endswith(".py") or ".py:" in text:
+        if looks_like_module(text):
             from fmlab.trainer.user_module import load_module_ref  # torch, and the user's code
 
             return ModelSpec((), module=load_module_ref(text, option))

@@ -34,12 +34,6 @@ SPEC = re.compile(r"^(?P<path>.+\.py):(?P<factory>[A-Za-z_]\w*)$")
 _loaded: dict[tuple[str, str, str], ModuleRef] = {}
 
 
-def looks_like_module(text: str) -> bool:
-    """Whether ``text`` names a file (``net.py:build``) rather than layers."""
-    text = str(text).strip()
-    return text.endswith(".py") or ".py:" in text
-
-
 def load_module_ref(text: str, field: str = "arch") -> ModuleRef:
     """Load ``path.py:factory`` (running it) and describe what it builds;
     ConfigError naming ``field`` with one line for anything wrong."""

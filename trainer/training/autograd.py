@@ -6,8 +6,9 @@ every run, whatever its network, gets the same events, step statistics,
 checkpoints, resume and divergence and convergence rules. The members of a
 stack train one after another on each batch, each with its own module and
 optimizer: a member's numbers are the same alone or stacked. A network with
-dropout draws its masks from a generator seeded by the member's seed and the
-step, so a resumed run draws the masks it would have drawn.
+dropout (and any user's module) draws its random numbers from the global
+generator seeded by the member's seed and the step before each step, so a
+resumed run draws the masks it would have drawn.
 
 Per-layer statistics are per module that holds parameters (a conv, a Linear,
 a batch norm), in ``model.modules()`` order.
@@ -23,7 +24,7 @@ from torch import nn
 
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.models import build_model
-from fmlab.trainer.training.rules import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK
+from fmlab.trainer.training.rules import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK, take_epoch_sums
 
 EVAL_VALUES = 2**26  # the widest layer's output over one evaluation chunk (256 MiB as float32)
 
@@ -41,7 +42,10 @@ class AutogradStepper:
         self.owners = [[m for m in model.modules() if next(m.parameters(recurse=False), None) is not None]
                        for model in self.models]  # fmt: skip
         self.num_params = sum(p.numel() for p in self.models[0].parameters())
-        self.dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in self.models[0].modules())
+        # a user's module may draw random numbers in ways no module type shows
+        self.random = configs[0].model.module is not None or any(
+            isinstance(m, nn.modules.dropout._DropoutNd) for m in self.models[0].modules()
+        )
         self.steps_taken = 0
         self.eval_chunk = _eval_chunk(self.models[0], device)
         self.loss_sum = torch.zeros(len(configs), device=device)
@@ -72,8 +76,8 @@ class AutogradStepper:
         self.steps_taken += 1
         losses, stats = [], []
         for slot, (model, optimizer) in enumerate(zip(self.models, self.optimizers)):
-            if self.dropout:
-                torch.manual_seed(self.configs[slot].seed * DROPOUT_SEED_STRIDE + self.steps_taken)
+            if self.random:
+                torch.manual_seed((self.configs[slot].seed * DROPOUT_SEED_STRIDE + self.steps_taken) % 2**63)
             logits = model(images)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -92,7 +96,10 @@ class AutogradStepper:
         mean per layer...], as the MLP steppers give them."""
         sums, squares, sizes, tensor_means = [], [], [], []
         for owner in self.owners[slot]:
-            grads = [p.grad for p in owner.parameters(recurse=False) if p.grad is not None]
+            # a parameter the loss does not reach has no gradient: zero
+            grads = [
+                torch.zeros_like(p) if p.grad is None else p.grad for p in owner.parameters(recurse=False)
+            ]
             sums.append(sum(g.sum() for g in grads))
             squares.append(sum(g.square().sum() for g in grads))
             sizes.append(sum(g.numel() for g in grads))
@@ -104,10 +111,7 @@ class AutogradStepper:
         return torch.cat([head, layer_squares.sqrt(), layer_sums / sizes_t])
 
     def take_epoch_sums(self) -> tuple[list[float], list[int]]:
-        loss, correct = self.loss_sum.tolist(), self.correct.tolist()
-        self.loss_sum.zero_()
-        self.correct.zero_()
-        return loss, correct
+        return take_epoch_sums(self.loss_sum, self.correct)
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:

@@ -36,7 +36,7 @@ import torch
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.layers import tensor_shapes
 from fmlab.trainer.models import build_mlp, linear_layers
-from fmlab.trainer.training.rules import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK
+from fmlab.trainer.training.rules import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK, take_epoch_sums
 
 NARROW_ROWS = 64  # a layer with fewer outputs is multiplied member by member
 NARROW_BATCH = 16  # so is every layer for a batch with fewer samples
@@ -215,10 +215,7 @@ class Stepper:
         return torch.cat([mean, norm, tensor_means, per_layer.sqrt(), layer_means], 1)
 
     def take_epoch_sums(self) -> tuple[list[float], list[int]]:
-        loss, correct = self.loss_sum.tolist(), self.correct.tolist()
-        self.loss_sum.zero_()
-        self.correct.zero_()
-        return loss, correct
+        return take_epoch_sums(self.loss_sum, self.correct)
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:

@@ -53,7 +53,7 @@ def data(
 def params(
     arch: str = typer.Option(
         "base",
-        help="A preset, MLP widths like 128,64, or a layer stack (see below).",
+        help="A preset, MLP widths like 128,64, or a layer stack (the layers are listed above).",
         metavar=choices_metavar(("base", "deeper", "wider", "cnn"), "WIDTHS|LAYERS"),
         autocompletion=complete_from(("base", "deeper", "wider", "cnn")),
     ),

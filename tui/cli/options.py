@@ -215,8 +215,8 @@ def with_model(fields: dict[str, object], model: str | None) -> dict[str, object
     architecture; a module that cannot be loaded is a usage error."""
     if model is None:
         return fields
-    from fmlab.trainer.config import ConfigError, ModelSpec
-    from fmlab.trainer.user_module import load_module_ref, looks_like_module
+    from fmlab.trainer.config import ConfigError, ModelSpec, looks_like_module
+    from fmlab.trainer.user_module import load_module_ref
     from fmlab.tui.cli.output import config_usage_error, usage_error
 
     if not looks_like_module(model):

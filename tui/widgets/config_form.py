@@ -17,7 +17,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from fmlab.trainer.config import ARCH_PRESETS, STACK_PRESETS, ConfigError, ModelSpec, RunConfig
+from fmlab.trainer.config import (
+    ARCH_PRESETS,
+    STACK_PRESETS,
+    ConfigError,
+    ModelSpec,
+    RunConfig,
+    looks_like_module,
+)
 from fmlab.trainer.fields import (
     FIELDS,
     RUN_FIELDS,
@@ -69,7 +76,6 @@ class ConfigForm(ValidatesSoon, Vertical):
         self.errors: dict[str, str] = {}
         self.config: RunConfig | None = None
         self.typed_module = ""  # a module file typed into the net row: only that is loaded
-        self.modules: dict[str, ModelSpec | ConfigError] = {}  # loaded (or refused) module texts
 
     # ----------------------------------------------------------- layout
 
@@ -139,16 +145,15 @@ class ConfigForm(ValidatesSoon, Vertical):
             self.typed_module = event.value.strip()  # someone typed it: it may be loaded
 
     def _module(self, text: str) -> ModelSpec | ConfigError:
-        """The module a typed ``FILE.py:FACTORY`` builds (loaded once: its file
-        runs), or why not."""
+        """The module a typed ``FILE.py:FACTORY`` builds (its file runs once
+        while it stays the same: fmlab.trainer.user_module keeps what it
+        built), or why not."""
         if text != self.typed_module:
             return ConfigError("arch", NOT_TYPED)
-        if text not in self.modules:
-            try:
-                self.modules[text] = FIELDS["arch"].parse(text)
-            except ConfigError as exc:
-                self.modules[text] = exc
-        return self.modules[text]
+        try:
+            return FIELDS["arch"].parse(text)
+        except ConfigError as exc:
+            return exc
 
     def set_values(self, values: dict[str, object]) -> None:
         """Fill fields by parse_run_config name (``arch`` takes a preset name)."""
@@ -250,8 +255,3 @@ def net_text(spec: ModelSpec) -> str:
     if spec.module is not None:
         return spec.module.name
     return stack_text(spec.layers) if spec.layers else ",".join(map(str, spec.hidden))
-
-
-def looks_like_module(text: str) -> bool:
-    text = text.strip()
-    return text.endswith(".py") or ".py:" in text
