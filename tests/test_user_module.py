@@ -138,3 +138,10 @@ def test_a_module_named_by_a_file_is_never_run(module_file, tiny_datasets, sessi
     job = resume_job(path, spec.model)  # named again: it runs, and goes on
     results = [e for _, e in JobService(sessions_dir, tiny_datasets).run([job]) if isinstance(e, RunFinished)]
     assert results[0].results.status == "completed" and results[0].results.epochs_done == 3
+
+
+def test_a_sweep_takes_a_module_path_with_its_slashes(module_file):
+    from fmlab.trainer.studies.grid import expand, parse_grid
+
+    configs = expand(parse_grid(arch=f"{module_file}:build", lr="0.1,0.01"))
+    assert [c.model.module.name for c in configs] == [f"{module_file}:build"] * 2

@@ -188,9 +188,10 @@ class Architecture(Parser):
         if isinstance(text, ModelSpec):
             return [text]
         text = str(text).strip()
-        for separator in (";", "/"):
-            if separator in text:
-                return text.split(separator)
+        if ";" in text:
+            return text.split(";")
+        if "/" in text and not looks_like_module(text):  # a module's path has slashes of its own
+            return text.split("/")
         parts = [p.strip().lower() for p in text.split(",")]
         if parts and all(p in ARCH_PRESETS or p in STACK_PRESETS for p in parts):
             return parts

@@ -42,13 +42,13 @@ def load_module_ref(text: str, field: str = "arch") -> ModuleRef:
         raise ConfigError(field, f"{visible(text)!r} is not FILE.py:FACTORY, e.g. my_net.py:build")
     path, factory = match["path"], match["factory"]
     source = _source(path, field)
-    key = (path, factory, hashlib.sha256(source).hexdigest())
+    digest = hashlib.sha256(source).hexdigest()
+    key = (path, factory, digest)
     if key in _loaded:
         return _loaded[key]
     model = _build(path, factory, source, seed=0, field=field)
     summary = _check_and_summarize(model, field, f"{factory}()")
-    ref = ModuleRef(path, factory, hashlib.sha256(source).hexdigest(), _repr(model),
-                    summary.total_params, summary)  # fmt: skip
+    ref = ModuleRef(path, factory, digest, _repr(model), summary.total_params, summary)
     check_model_size(ModelSpec((), module=ref), field)
     _loaded[key] = ref
     return ref
