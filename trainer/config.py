@@ -33,8 +33,9 @@ ARCH_PRESETS: dict[str, tuple[int, ...]] = {
 STACK_PRESETS: dict[str, str] = {
     "cnn": "conv(16,5,pad=2) relu maxpool(2) conv(32,3) relu maxpool(2) flatten fc(128) relu fc(10)",
 }
+PRESET_NAMES = (*ARCH_PRESETS, *STACK_PRESETS)  # every network by name
 ARCH_CHOICES = (
-    f"a preset ({', '.join([*ARCH_PRESETS, *STACK_PRESETS])}), widths like 128,64, "
+    f"a preset ({', '.join(PRESET_NAMES)}), widths like 128,64, "
     "or layers like 'conv(8,3) relu flatten fc(10)'"
 )
 OPTIMIZERS = ("sgd", "adam")

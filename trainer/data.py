@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from fmlab.trainer.regular_files import NotRegularFile, open_regular_file
-from fmlab.trainer.text import visible
+from fmlab.trainer.text import first_line, visible
 
 if TYPE_CHECKING:
     import torch
@@ -173,8 +173,7 @@ def _download(cache: Path) -> str:
         TorchvisionFashionMNIST(str(cache), train=True, download=True)
         TorchvisionFashionMNIST(str(cache), train=False, download=True)
     except Exception as exc:  # network down, no torchvision, disk full: all just "no"
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return f"failed: {first_line[:120]}"
+        return f"failed: {first_line(exc, 120)}"
     return ""
 
 

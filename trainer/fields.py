@@ -24,7 +24,7 @@ from fmlab.trainer.config import (
     MAX_LR,
     MAX_WIDTH,
     OPTIMIZERS,
-    STACK_PRESETS,
+    PRESET_NAMES,
     ConfigError,
     ModelSpec,
     ModuleRef,
@@ -193,7 +193,7 @@ class Architecture(Parser):
         if "/" in text and not looks_like_module(text):  # a module's path has slashes of its own
             return text.split("/")
         parts = [p.strip().lower() for p in text.split(",")]
-        if parts and all(p in ARCH_PRESETS or p in STACK_PRESETS for p in parts):
+        if parts and all(p in PRESET_NAMES for p in parts):
             return parts
         return [text]
 

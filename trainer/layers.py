@@ -16,10 +16,12 @@ formula that gives them) is arithmetic only: no torch here.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-from fmlab.trainer.summary import LayerSummary, ModelSummary
+from fmlab.trainer.summary import LayerSummary, ModelSummary, batch_norm_params, conv_params, linear_params
 
 IMAGE = (1, 28, 28)
 NUM_CLASSES = 10
@@ -188,7 +190,7 @@ def check_stack(layers: tuple[Layer, ...]) -> None:
                              f"the limit is {MAX_VALUES_PER_IMAGE:,}")  # fmt: skip
     shape = rows[-1].shape
     if shape != (NUM_CLASSES,):
-        ending = "x".join(map(str, shape))
+        ending = _shape_text(shape)
         hint = "; end with flatten and fc(10)" if len(shape) == 3 else "; end with fc(10)"
         raise StackError(f"the stack ends with {ending} values, not the 10 classes{hint}")
 
@@ -211,13 +213,7 @@ def _output(number: int, layer: Layer, shape: tuple[int, ...]) -> tuple[tuple[in
                 f"{where} gets a {height}x{width} input, smaller than its {kernel}x{kernel} kernel"
             )
         size = lambda n: (n + 2 * pad - kernel) // stride + 1  # noqa: E731
-        params = (channels * kernel * kernel + 1) * out
-        return (
-            (out, size(height), size(width)),
-            params,
-            f"({channels} x {kernel} x {kernel} + 1) x {out} = {params:,}",
-            0,
-        )
+        return (out, size(height), size(width)), *conv_params(channels, kernel, kernel, out), 0
     if kind in ("maxpool", "avgpool"):
         channels, height, width = shape
         kernel, stride = layer.values
@@ -230,27 +226,20 @@ def _output(number: int, layer: Layer, shape: tuple[int, ...]) -> tuple[tuple[in
         if len(shape) != 1:
             raise StackError(f"{where} gets a {_shape_text(shape)} input; put flatten before it")
         out = layer.value("out")
-        params = (shape[0] + 1) * out
-        return (out,), params, f"({shape[0]} + 1) x {out} = {params:,}", 0
+        return (out,), *linear_params(shape[0], out), 0
     if kind == "bn":
-        channels = shape[0]
-        return (
-            shape,
-            2 * channels,
-            f"2 x {channels} = {2 * channels:,} (+ {2 * channels:,} running statistics)",
-            2 * channels,
-        )
+        params, formula = batch_norm_params(shape[0])
+        return shape, params, formula, params  # as many running statistics as parameters
     if kind == "flatten":
-        total = 1
-        for n in shape:
-            total *= n
-        return (total,), 0, "-", 0
+        return (math.prod(shape),), 0, "-", 0
     return shape, 0, "-", 0
 
 
+@lru_cache(maxsize=256)
 def summarize_stack(layers: tuple[Layer, ...]) -> ModelSummary:
     """Each layer's name, output shape, parameters and formula, from 1x28x28.
-    Raises StackError at the first layer that cannot take its input."""
+    Raises StackError at the first layer that cannot take its input. Kept per
+    stack: parsing, the size check and every table's parameter count ask."""
     rows = []
     shape: tuple[int, ...] = IMAGE
     counts: dict[str, int] = {}
@@ -260,18 +249,10 @@ def summarize_stack(layers: tuple[Layer, ...]) -> ModelSummary:
         counts[short] = counts.get(short, 0) + 1
         name = short if layer.kind == "flatten" else f"{short}{counts[short]}"
         kind = TORCH_NAMES[layer.kind] + (("2d" if len(shape) == 3 else "1d") if layer.kind == "bn" else "")
-        rows.append(LayerSummary(name, kind, _numel(shape), _numel(out), params, formula,
+        rows.append(LayerSummary(name, kind, math.prod(shape), math.prod(out), params, formula,
                                  shape=out, buffers=buffers))  # fmt: skip
         shape = out
-    total = sum(row.params for row in rows)
-    return ModelSummary(tuple(rows), total, total * 4 / 1e6)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    total = 1
-    for n in shape:
-        total *= n
-    return total
+    return ModelSummary.of(rows)
 
 
 def stack_text(layers: tuple[Layer, ...]) -> str:
@@ -306,8 +287,7 @@ def layers_from_json(data: object) -> tuple[Layer, ...]:
         values = []
         for name in names:
             value = item[name]
-            wanted = float if name == "p" else int
-            if isinstance(value, bool) or not isinstance(value, (int, float) if wanted is float else int):
+            if isinstance(value, bool) or not isinstance(value, (int, float) if name == "p" else int):
                 raise StackError(f"layer {number} ({kind}): {name} must be a number")
             values.append(_number(f"layer {number}, {kind}", kind, name, str(value)))
         layers.append(Layer(kind, tuple(values)))

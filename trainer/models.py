@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fmlab.trainer.config import ModelSpec
-from fmlab.trainer.layers import Layer, summarize_stack
-from fmlab.trainer.summary import LayerSummary, ModelSummary
+from fmlab.trainer.layers import IMAGE, Layer, summarize_stack
+from fmlab.trainer.summary import LayerSummary, ModelSummary, linear_params
 
 if TYPE_CHECKING:
     import torch
@@ -28,20 +28,18 @@ def summarize(spec: ModelSpec) -> ModelSummary:
     layers = []
     sizes = spec.sizes
     for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
-        params = (fan_in + 1) * fan_out
-        formula = f"({fan_in} + 1) x {fan_out} = {params:,}"
-        layers.append(LayerSummary(f"fc{index}", "Linear", fan_in, fan_out, params, formula))
+        layers.append(LayerSummary(f"fc{index}", "Linear", fan_in, fan_out, *linear_params(fan_in, fan_out)))
         if index < len(sizes) - 1:
             layers.append(LayerSummary(f"relu{index}", "ReLU", fan_out, fan_out, 0, "-"))
-    total = sum(layer.params for layer in layers)
-    return ModelSummary(tuple(layers), total, total * 4 / 1e6)
+    return ModelSummary.of(layers)
 
 
 def _unloaded_module(spec: ModelSpec) -> ModelSummary:
     """A module read from a file, not loaded: its size is all that is known."""
     params = spec.module.params
-    row = LayerSummary("module", "user module", 784, 10, params, f"{params:,} (as recorded)", shape=(10,))
-    return ModelSummary((row,), params, params * 4 / 1e6)
+    return ModelSummary.of(
+        [LayerSummary("module", "user module", 784, 10, params, f"{params:,} (as recorded)")]
+    )
 
 
 def build_model(spec: ModelSpec, seed: int) -> torch.nn.Module:
@@ -63,20 +61,15 @@ def build_stack(layers: tuple[Layer, ...], seed: int, in_place: bool = True) -> 
     import torch
     from torch import nn
 
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        modules: list[nn.Module] = []
-        layers = _pool_before_relu(layers) if in_place else layers
-        rows = summarize_stack(layers).layers
-        shape = (1, 28, 28)
-        previous = None
-        for layer, row in zip(layers, rows):
-            modules.append(_module_of(layer, shape, in_place=in_place and previous in IN_PLACE_AFTER))
-            shape, previous = row.shape, layer.kind
-        return nn.Sequential(*modules)
-    finally:
-        torch.random.set_rng_state(generator_state)
+    layers = _pool_before_relu(layers) if in_place else layers
+    inputs = [IMAGE, *(row.shape for row in summarize_stack(layers).layers)]
+    previous = [None, *(layer.kind for layer in layers)]
+    with torch.random.fork_rng(devices=[]):  # the caller's generator goes on undisturbed
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            *(_module_of(layer, shape, in_place=in_place and before in IN_PLACE_AFTER)
+              for layer, shape, before in zip(layers, inputs, previous))
+        )  # fmt: skip
 
 
 def _pool_before_relu(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
@@ -127,9 +120,8 @@ def build_mlp(spec: ModelSpec, seed: int) -> torch.nn.Sequential:
     import torch
     from torch import nn
 
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):  # the caller's generator goes on undisturbed
+        torch.manual_seed(seed)
         layers: list[nn.Module] = [nn.Flatten()]
         sizes = spec.sizes
         for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
@@ -137,8 +129,6 @@ def build_mlp(spec: ModelSpec, seed: int) -> torch.nn.Sequential:
             if index < len(sizes) - 1:
                 layers.append(nn.ReLU())
         return nn.Sequential(*layers)
-    finally:
-        torch.random.set_rng_state(generator_state)
 
 
 def linear_layers(model: torch.nn.Sequential) -> list[torch.nn.Linear]:

@@ -37,6 +37,12 @@ def visible(text: object) -> str:
     return "".join(_shown_as(char) for char in text)
 
 
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """An error's message cut to its first line (and ``limit`` characters),
+    or its type's name when it has none: one line for a user."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+
+
 def has_hidden_characters(text: str) -> bool:
     """Whether ``visible`` would change ``text``."""
     return visible(text) != text

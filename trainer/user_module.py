@@ -24,8 +24,14 @@ from torch import nn
 
 from fmlab.trainer.config import ConfigError, ModelSpec, ModuleRef, check_model_size
 from fmlab.trainer.regular_files import NotRegularFile, read_regular_file
-from fmlab.trainer.summary import LayerSummary, ModelSummary
-from fmlab.trainer.text import visible
+from fmlab.trainer.summary import (
+    LayerSummary,
+    ModelSummary,
+    batch_norm_params,
+    conv_params,
+    linear_params,
+)
+from fmlab.trainer.text import first_line, visible
 
 MAX_SOURCE_BYTES = 4 * 2**20
 MAX_REPR = 16_000
@@ -46,7 +52,7 @@ def load_module_ref(text: str, field: str = "arch") -> ModuleRef:
     key = (path, factory, digest)
     if key in _loaded:
         return _loaded[key]
-    model = _build(path, factory, source, seed=0, field=field)
+    model = _build(path, factory, source, digest, seed=0, field=field)
     summary = _check_and_summarize(model, field, f"{factory}()")
     ref = ModuleRef(path, factory, digest, _repr(model), summary.total_params, summary)
     check_model_size(ModelSpec((), module=ref), field)
@@ -65,7 +71,7 @@ def build_user_module(ref: ModuleRef, seed: int) -> nn.Module:
     source = _source(ref.path, "arch")
     if hashlib.sha256(source).hexdigest() != ref.sha256:
         raise ConfigError("arch", f"{visible(ref.path)} has changed since the run was configured")
-    return _build(ref.path, ref.factory, source, seed, "arch")
+    return _build(ref.path, ref.factory, source, ref.sha256, seed, "arch")
 
 
 def _source(path: str, field: str) -> bytes:
@@ -79,35 +85,37 @@ def _source(path: str, field: str) -> bytes:
         raise ConfigError(field, f"{visible(path)} cannot be read ({exc.strerror or exc})") from None
 
 
-def _build(path: str, factory: str, source: bytes, seed: int, field: str) -> nn.Module:
-    name = f"fmlab_user_module_{hashlib.sha256(source).hexdigest()[:12]}"
+def _build(path: str, factory: str, source: bytes, digest: str, seed: int, field: str) -> nn.Module:
+    name = f"fmlab_user_module_{digest[:12]}"
     spec = importlib.util.spec_from_loader(name, loader=None, origin=path)
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(Path(path).resolve())
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:
-        exec(compile(source, str(path), "exec"), module.__dict__)  # the user's own code, by request
-        build = getattr(module, factory, None)
-        if not callable(build):
-            raise ConfigError(field, f"{visible(path)} has no function {factory}")
-        model = build()
+        with torch.random.fork_rng(devices=[]):  # the caller's generator goes on undisturbed
+            torch.manual_seed(seed)
+            exec(compile(source, str(path), "exec"), module.__dict__)  # the user's own code, by request
+            build = getattr(module, factory, None)
+            if not callable(build):
+                raise ConfigError(field, f"{visible(path)} has no function {factory}")
+            model = build()
     except ConfigError:
         raise
     except BaseException as exc:  # noqa: BLE001  anything the user's code raises is one line
         if isinstance(exc, KeyboardInterrupt):
             raise
-        first = (str(exc).strip().splitlines() or [""])[0][:120]
-        raise ConfigError(
-            field, f"{visible(path)}:{factory} raised {type(exc).__name__}: {visible(first)}"
-        ) from None
+        raise ConfigError(field, f"{visible(path)}:{factory} raised {_raised(exc)}") from None
     finally:
         sys.modules.pop(name, None)
-        torch.random.set_rng_state(generator_state)
     if not isinstance(model, nn.Module):
         raise ConfigError(field, f"{factory}() returned {type(model).__name__}, not a torch nn.Module")
     return model
+
+
+def _raised(error: BaseException) -> str:
+    """``ValueError: its first line``, or the type alone when it says nothing."""
+    message = visible(first_line(error, 120)) if str(error).strip() else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def _repr(model: nn.Module) -> str:
@@ -119,14 +127,14 @@ def _repr(model: nn.Module) -> str:
 
 
 def _formula(module: nn.Module, params: int) -> str:
+    """The known layers' arithmetic (fmlab.trainer.summary), else the sum of
+    the module's own tensors."""
     if isinstance(module, nn.Conv2d) and module.bias is not None:
-        kh, kw = module.kernel_size
-        per_group = module.in_channels // module.groups
-        return f"({per_group} x {kh} x {kw} + 1) x {module.out_channels} = {params:,}"
+        return conv_params(module.in_channels // module.groups, *module.kernel_size, module.out_channels)[1]
     if isinstance(module, nn.Linear) and module.bias is not None:
-        return f"({module.in_features} + 1) x {module.out_features} = {params:,}"
+        return linear_params(module.in_features, module.out_features)[1]
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
-        return f"2 x {module.num_features} = {params:,} (+ {2 * module.num_features:,} running statistics)"
+        return batch_norm_params(module.num_features)[1]
     sizes = [p.numel() for p in module.parameters(recurse=False)]
     if not sizes:
         return "-"
@@ -159,9 +167,9 @@ def _check_and_summarize(model: nn.Module, field: str, call: str) -> ModelSummar
         with torch.no_grad():
             output = model(torch.zeros(2, 1, 28, 28))
     except Exception as exc:  # noqa: BLE001  the user's forward: one line
-        first = (str(exc).strip().splitlines() or [""])[0][:120]
-        raise ConfigError(field, f"the module from {call} failed on a [batch, 1, 28, 28] input: "
-                                 f"{type(exc).__name__}: {visible(first)}") from None  # fmt: skip
+        raise ConfigError(
+            field, f"the module from {call} failed on a [batch, 1, 28, 28] input: {_raised(exc)}"
+        ) from None
     finally:
         for handle in handles:
             handle.remove()
@@ -170,12 +178,7 @@ def _check_and_summarize(model: nn.Module, field: str, call: str) -> ModelSummar
         got = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise ConfigError(field, f"the module from {call} gives {got} for 2 images; it must give [batch, 10]")
     layers = [rows[m] for m in model.modules() if m in rows]
-    total = sum(p.numel() for p in model.parameters())
-    counted = sum(layer.params for layer in layers)
-    if counted != total:  # parameters used outside the leaves' forward, or never called
-        layers.append(LayerSummary("(other)", "parameters", 0, 0, total - counted, f"{total - counted:,}"))
-    return ModelSummary(tuple(layers), total, total * 4 / 1e6)
-
-
-def summarize_module(model: nn.Module) -> ModelSummary:
-    return _check_and_summarize(model, "arch", "the module")
+    other = sum(p.numel() for p in model.parameters()) - sum(layer.params for layer in layers)
+    if other:  # parameters used outside the leaves' forward, or never called
+        layers.append(LayerSummary("(other)", "parameters", 0, 0, other, f"{other:,}"))
+    return ModelSummary.of(layers)

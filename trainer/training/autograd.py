@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmlab.trainer.config import RunConfig
-from fmlab.trainer.models import build_model
+from fmlab.trainer.models import build_model, summarize
 from fmlab.trainer.training.rules import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK, take_epoch_sums
 
 EVAL_VALUES = 2**26  # the widest layer's output over one evaluation chunk (256 MiB as float32)
 
+OPTIMIZER_KEYS = ("momentum", "exp_avg", "exp_avg_sq")  # per-parameter tensors of a checkpoint's optimizer
 DROPOUT_SEED_STRIDE = 1_000_003  # a member's dropout seed is seed * this + step
 
 
@@ -47,7 +48,7 @@ class AutogradStepper:
             isinstance(m, nn.modules.dropout._DropoutNd) for m in self.models[0].modules()
         )
         self.steps_taken = 0
-        self.eval_chunk = _eval_chunk(self.models[0], device)
+        self.eval_chunk = _eval_chunk(configs[0])
         self.loss_sum = torch.zeros(len(configs), device=device)
         self.correct = torch.zeros(len(configs), dtype=torch.long, device=device)
 
@@ -58,10 +59,6 @@ class AutogradStepper:
             # oneDNN's convolutions and pools run faster on channels-last tensors
             model = model.to(memory_format=torch.channels_last)
         return model.train()
-
-    @property
-    def size(self) -> int:
-        return len(self.models)
 
     @property
     def depth(self) -> int:
@@ -139,9 +136,6 @@ class AutogradStepper:
         self.loss_sum = self.loss_sum.index_select(0, positions)
         self.correct = self.correct.index_select(0, positions)
 
-    def state_tensors(self) -> list[torch.Tensor]:
-        return []
-
     # ------------------------------------------------------------ checkpoints
 
     def member_state(self, position: int) -> dict:
@@ -159,12 +153,15 @@ class AutogradStepper:
         tensors do not fit this network (a user's module is only checked here)."""
         model, optimizer = self.models[position], self.optimizers[position]
         params, buffers = list(model.parameters()), list(model.buffers())
-        _copy_all(params, state["params"], "params")
-        _copy_all(buffers, state.get("buffers", []), "buffers")
-        saved = state["optimizer"]
-        for key in ("momentum", "exp_avg", "exp_avg_sq"):
+        saved, saved_buffers = state["optimizer"], state.get("buffers", [])
+        _check_fits(params, state["params"], "params")
+        _check_fits(buffers, saved_buffers, "buffers")
+        for key in OPTIMIZER_KEYS:
             if key in saved:
-                _copy_all(params, saved[key], key, check_only=True)
+                _check_fits(params, saved[key], key)
+        with torch.no_grad():
+            for target, value in zip([*params, *buffers], [*state["params"], *saved_buffers]):
+                target.copy_(value)
         config = self.configs[position]
         for index, param in enumerate(params):
             if config.optimizer.name == "adam":
@@ -179,25 +176,17 @@ class AutogradStepper:
                 }
 
 
-def _eval_chunk(model: nn.Module, device: torch.device) -> int:
+def _check_fits(mine: list[torch.Tensor], saved: list[torch.Tensor], what: str) -> None:
+    if len(mine) != len(saved) or any(a.shape != b.shape for a, b in zip(mine, saved)):
+        raise ValueError(f"the checkpoint's {what} do not fit this network")
+
+
+def _eval_chunk(config: RunConfig) -> int:
     """Test images per forward pass: EVAL_CHUNK, fewer for a network whose
-    widest layer would need more than EVAL_VALUES values for that many."""
-    widths: list[int] = []
-
-    def record(_module, _inputs, output) -> None:
-        if isinstance(output, torch.Tensor):
-            widths.append(output[0].numel())
-
-    hooks = [m.register_forward_hook(record) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 1, 28, 28, device=device))
-    finally:
-        model.train()
-        for hook in hooks:
-            hook.remove()
-    return max(1, min(EVAL_CHUNK, EVAL_VALUES // max(widths, default=1)))
+    widest layer (from its summary) would need more than EVAL_VALUES values
+    for that many."""
+    widest = max((layer.out_features for layer in summarize(config.model).layers), default=1)
+    return max(1, min(EVAL_CHUNK, EVAL_VALUES // max(widest, 1)))
 
 
 def _optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
@@ -218,14 +207,3 @@ def _optimizer_state(optimizer: torch.optim.Optimizer, params: list, config: Run
     if config.optimizer.momentum:
         return {"momentum": [copy(s["momentum_buffer"]) for s in state], "steps": steps}
     return {}
-
-
-def _copy_all(
-    mine: list[torch.Tensor], saved: list[torch.Tensor], what: str, check_only: bool = False
-) -> None:
-    if len(mine) != len(saved) or any(a.shape != b.shape for a, b in zip(mine, saved)):
-        raise ValueError(f"the checkpoint's {what} do not fit this network")
-    if not check_only:
-        with torch.no_grad():
-            for target, value in zip(mine, saved):
-                target.copy_(value)

@@ -25,6 +25,7 @@ from fmlab.trainer.config import MAX_MODEL_BYTES, RunConfig
 from fmlab.trainer.events import EpochMetrics
 from fmlab.trainer.fields import config_to_dict
 from fmlab.trainer.regular_files import NotRegularFile, read_regular_file
+from fmlab.trainer.text import first_line
 from fmlab.trainer.training.steppers import buffer_shapes, optimizer_state_shapes, param_shapes
 
 FORMAT = "fmlab.checkpoint"
@@ -101,8 +102,7 @@ def _read_payload(path: Path) -> object:
         # weights_only: tensors and plain values only, never arbitrary objects
         return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged or hostile file: many kinds of error
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
-        raise CheckpointError(f"{path}: not a plain-data fmlab checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: not a plain-data fmlab checkpoint ({first_line(exc, 100)})") from None
 
 
 class _Check:

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import torch
 
+from fmlab.trainer.text import first_line
 from fmlab.trainer.training.steppers import PlainSGD, Stepper
 
 T = TypeVar("T")
@@ -85,5 +86,4 @@ def choose_step(stepper: Stepper, batch_size: int, device: torch.device) -> tupl
     try:
         return GraphedStep(stepper, batch_size, device), ""
     except Exception as exc:  # any capture failure: eager still trains correctly
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return stepper.step, f"CUDA graph capture failed ({reason}); training eagerly"
+        return stepper.step, f"CUDA graph capture failed ({first_line(exc)}); training eagerly"

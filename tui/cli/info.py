@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from fmlab.trainer.config import PRESET_NAMES
 from fmlab.trainer.text import visible
 from fmlab.tui.cli.options import (
     choices_metavar,
@@ -54,8 +55,8 @@ def params(
     arch: str = typer.Option(
         "base",
         help="A preset, MLP widths like 128,64, or a layer stack (the layers are listed above).",
-        metavar=choices_metavar(("base", "deeper", "wider", "cnn"), "WIDTHS|LAYERS"),
-        autocompletion=complete_from(("base", "deeper", "wider", "cnn")),
+        metavar=choices_metavar(PRESET_NAMES, "WIDTHS|LAYERS"),
+        autocompletion=complete_from(PRESET_NAMES),
     ),
     model: Optional[str] = model_option(),
     json_output: bool = json_option("Print JSON instead of a table."),
@@ -84,7 +85,7 @@ def params(
         usage_error(exc.field, exc.message)
     summary = summarize(spec)
     if json_output:
-        layers = [{**asdict(x), "shape": list(x.shape or (x.out_features,))} for x in summary.layers]
+        layers = [{**asdict(x), "shape": list(x.dims)} for x in summary.layers]
         print_json({"arch": spec.name, "kind": spec.kind, "hidden": list(spec.hidden),
                     "layers": layers, "total_params": summary.total_params,
                     "non_trainable": summary.non_trainable, "size_mb": summary.size_mb})  # fmt: skip

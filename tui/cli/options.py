@@ -14,7 +14,7 @@ from typing import Optional, TypeVar
 import typer
 from typer.core import TyperCommand
 
-from fmlab.trainer.config import ARCH_PRESETS, STACK_PRESETS
+from fmlab.trainer.config import PRESET_NAMES
 from fmlab.trainer.fields import RUN_FIELDS, Architecture, Choice, Field, YesNo
 from fmlab.trainer.sessions.store import NEWEST
 from fmlab.tui.cli.output import absolute, fail, usage_error
@@ -190,7 +190,7 @@ def _field_option(field: Field, *, listed: bool, unset: bool) -> inspect.Paramet
             choices = parser.choices
             metavar = metavar if listed else choices_metavar(choices)
         elif isinstance(parser, Architecture):
-            choices = (*ARCH_PRESETS, *STACK_PRESETS)
+            choices = PRESET_NAMES
             metavar = metavar if listed else choices_metavar(choices, "WIDTHS|LAYERS")
         complete = complete_from(choices, lists=listed) if choices else None
         option = typer.Option(default, field.flag, help=help_text, metavar=metavar, autocompletion=complete)

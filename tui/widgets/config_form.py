@@ -19,6 +19,7 @@ from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from fmlab.trainer.config import (
     ARCH_PRESETS,
+    PRESET_NAMES,
     STACK_PRESETS,
     ConfigError,
     ModelSpec,
@@ -50,7 +51,6 @@ RUN_PRESETS: dict[str, tuple[str, dict[str, object]]] = {
 }  # fmt: skip
 CUSTOM = "custom"  # the arch menu's choice for a net typed in
 WIDTHS = "widths"  # the row of the net as text, where the architecture's refusals show
-PRESET_NAMES = (*ARCH_PRESETS, *STACK_PRESETS)
 NOT_TYPED = "type FILE.py:FACTORY here to load it: fmlab runs a module file only when you name it"
 
 

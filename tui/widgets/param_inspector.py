@@ -65,7 +65,7 @@ class ParamInspector(Vertical):
             if self._wide:
                 table.add_row(cell(layer.name), layer.output_shape, f"{layer.params:,}", layer.formula)
             else:
-                out = "x".join(map(str, layer.shape or (layer.out_features,)))
+                out = "x".join(map(str, layer.dims))
                 # spaces out: a conv's formula then fits beside its shape at 80 columns
                 table.add_row(cell(layer.name), out, layer.formula.replace(" ", ""))
         text = f"[b]total {summary.total_params:,} parameters[/b]  ({summary.size_mb:.2f} MB as float32)"
