@@ -18,6 +18,7 @@ from fmlab.tui.app import FmlabApp, make_app
 from fmlab.tui.cli import app as cli
 from fmlab.tui.screens.configure import ConfigureScreen
 from fmlab.tui.screens.live import LiveScreen
+from fmlab.tui.widgets.key_footer import KeyFooter
 from fmlab.tui.widgets.metric_chart import MetricChart
 
 SIZES = [(40, 12), (60, 20), (80, 24)]
@@ -66,6 +67,39 @@ async def test_a_chart_plotext_cannot_draw_shows_a_note(fixed_sessions, monkeypa
         chart.refresh()
         await pilot.pause()
         assert str(chart.render()) == "loss: cannot draw at this size"
+
+
+def post_out_of_date_resizes(screen, sizes) -> None:
+    """What quick resizes leave in a screen's queue: resize events with sizes
+    the terminal no longer has, other messages between them."""
+    from textual import events
+    from textual.geometry import Size
+
+    for width, height in sizes:
+        screen.post_message(events.Resize(Size(width, height), Size(width, height)))
+        screen.call_later(lambda: None)
+
+
+@pytest.mark.parametrize("modal", [False, True], ids=["screen", "under a dialog"])
+async def test_out_of_date_resizes_leave_the_screens_at_the_terminal_size(fixed_sessions, modal):
+    """The random keys below once froze the app: two such sizes took turns
+    (21x34, 32x26, 21x34, ...) on a screen of an 80-column terminal."""
+    directory, records = fixed_sessions
+    app = make_app(directory, None, replay=load(directory / f"{records[0].id}.json"), probe=FixedProbe())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
+        live = app.screen
+        if modal:
+            await pilot.press("f1")
+            await wait_for(pilot, lambda: app.screen is not live)
+        post_out_of_date_resizes(app.screen, [(21, 34), (32, 26)])
+        post_out_of_date_resizes(live, [(32, 26), (21, 34)])
+        await pilot.pause(0.3)
+        footer = live.query_one(KeyFooter).region
+        assert (footer.width, footer.y) == (80, 23)  # the last row of 80x24, not of 32x26 or 21x34
+        if modal:
+            dialog = app.screen.query_one("#help").region
+            assert (dialog.width, dialog.height) == (76, 21)  # 76 wide, 90% of 24 high
 
 
 async def random_keys_and_resizes(pilot, seed: int) -> None:

@@ -19,6 +19,7 @@ from fmlab.trainer.sessions import SessionRecord
 from fmlab.trainer.text import visible
 from fmlab.tui.literal import cell
 from fmlab.tui.screens.chart_keys import CHART_KEYS, ChartKeys
+from fmlab.tui.screens.terminal_sized import TerminalSized
 from fmlab.tui.widgets.accuracy_chart import AccuracyChart
 from fmlab.tui.widgets.gradient_chart import GradientChart
 from fmlab.tui.widgets.key_footer import KeyFooter
@@ -75,7 +76,7 @@ SETTINGS = (
 )  # fmt: skip
 
 
-class CompareScreen(ChartKeys, Screen):
+class CompareScreen(TerminalSized, ChartKeys, Screen):
     CSS_PATH = "compare.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to the sessions browser"),

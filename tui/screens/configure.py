@@ -10,12 +10,13 @@ from textual.screen import Screen
 from textual.widgets import Button, Header
 
 from fmlab.trainer.config import RunConfig
+from fmlab.tui.screens.terminal_sized import TerminalSized
 from fmlab.tui.widgets.config_form import ConfigForm
 from fmlab.tui.widgets.key_footer import KeyFooter
 from fmlab.tui.widgets.param_inspector import ParamInspector
 
 
-class ConfigureScreen(Screen):
+class ConfigureScreen(TerminalSized, Screen):
     CSS_PATH = "configure.tcss"
     BINDINGS = [Binding("ctrl+r", "start", "Start run", priority=True, tooltip="Train the run in the form")]
 

@@ -9,8 +9,10 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from fmlab.tui.screens.terminal_sized import TerminalSized
 
-class ConfirmScreen(ModalScreen[bool]):
+
+class ConfirmScreen(TerminalSized, ModalScreen[bool]):
     CSS_PATH = "dialog.tcss"
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),

@@ -10,10 +10,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from fmlab.tui.screens.terminal_sized import TerminalSized
+
 FORMATS = (("PNG chart (matplotlib)", ".png"), ("CSV metrics", ".csv"), ("JSON metrics", ".json"))
 
 
-class ExportScreen(ModalScreen[Path | None]):
+class ExportScreen(TerminalSized, ModalScreen[Path | None]):
     CSS_PATH = "dialog.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 

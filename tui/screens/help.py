@@ -14,8 +14,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from fmlab.tui.screens.terminal_sized import TerminalSized
 
-class HelpScreen(ModalScreen[None]):
+
+class HelpScreen(TerminalSized, ModalScreen[None]):
     CSS_PATH = "help.tcss"
     BINDINGS = [
         Binding("escape,q,f1,question_mark", "close", "Close", tooltip="Close the help"),

@@ -22,6 +22,7 @@ from fmlab.trainer.events import FINISHED
 from fmlab.trainer.studies.saved import SweepFolder
 from fmlab.trainer.studies.sweep import SweepRecord
 from fmlab.tui.literal import cell, literal
+from fmlab.tui.screens.terminal_sized import TerminalSized
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class SavedSweepChoice:
     sessions_dir: Path  # where its runs' sessions are
 
 
-class SavedSweepsScreen(ModalScreen[SavedSweepChoice | None]):
+class SavedSweepsScreen(TerminalSized, ModalScreen[SavedSweepChoice | None]):
     CSS_PATH = "dialog.tcss"
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", tooltip="Close without opening a sweep"),

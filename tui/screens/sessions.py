@@ -42,12 +42,13 @@ from fmlab.tui.screens.session_rows import (
     row_of,
     unreadable_row,
 )
+from fmlab.tui.screens.terminal_sized import TerminalSized
 from fmlab.tui.widgets.key_footer import KeyFooter
 
 FIRST_ROWS = 60
 
 
-class SessionsScreen(Screen):
+class SessionsScreen(TerminalSized, Screen):
     CSS_PATH = "sessions.tcss"
     BINDINGS = [
         Binding("o", "open", "Open", tooltip="Open the session's charts"),

@@ -27,13 +27,14 @@ from fmlab.trainer.events import RunFinished
 from fmlab.tui.literal import notify_literally
 from fmlab.tui.messages import RunRefused, SaveFailed, TrainingEvent, TrainingMessage
 from fmlab.tui.screens.chart_keys import CHART_KEYS, ChartKeys
+from fmlab.tui.screens.terminal_sized import TerminalSized
 from fmlab.tui.widgets.metric_chart import MetricChart, RunSeries
 from fmlab.tui.widgets.run_progress import RunProgress
 
 CHART_SHARE = 0.03  # of the time, at most, that building charts may take while training
 
 
-class TrainingView(ChartKeys, Screen):
+class TrainingView(TerminalSized, ChartKeys, Screen):
     """A screen with one training (or replay) at a time, shown by a
     RunProgress line and MetricCharts; never shown itself."""
 
