@@ -115,8 +115,11 @@ async def random_keys_and_resizes(pilot, seed: int) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-async def test_random_keys_and_resizes_during_a_replay(fixed_sessions, tiny_data_dir, size):
+async def test_random_keys_and_resizes_during_a_replay(
+    fixed_sessions, tiny_data_dir, size, tmp_path, monkeypatch
+):
     directory, records = fixed_sessions
+    monkeypatch.chdir(tmp_path)  # an export the keys make (e, a name, enter) lands there
     # the tiny data: a run the keys start (tab to the form's button, enter) trains on it, not on
     # whatever Fashion-MNIST this machine has
     app = make_app(
@@ -129,9 +132,12 @@ async def test_random_keys_and_resizes_during_a_replay(fixed_sessions, tiny_data
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-async def test_random_keys_and_resizes_during_a_live_run(fixed_sessions, tiny_data_dir, size):
+async def test_random_keys_and_resizes_during_a_live_run(
+    fixed_sessions, tiny_data_dir, size, tmp_path, monkeypatch
+):
     """The example: a live run at 40x12 and quick keys gave an IndexError in plotext."""
     directory, _ = fixed_sessions
+    monkeypatch.chdir(tmp_path)
     app = make_app(directory, tiny_data_dir, probe=FixedProbe())
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
