@@ -16,6 +16,7 @@ from sessions_fixture import FixedProbe
 from textual.widgets import DataTable
 
 from fmlab.trainer.analysis import analyze_record
+from fmlab.trainer.events import EpochMetrics
 from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.sessions import load
 from fmlab.trainer.studies.grid import expand, parse_grid
@@ -23,6 +24,7 @@ from fmlab.trainer.studies.reproduce import Reproduction, Study
 from fmlab.trainer.studies.saved import SweepFolder, saved_runs
 from fmlab.trainer.studies.sweep import Sweep, SweepError, load_sweep
 from fmlab.tui.app import make_app
+from fmlab.tui.screens import sweep as sweep_screen
 from fmlab.tui.screens.live import LiveScreen
 from fmlab.tui.screens.saved_sweeps import SavedSweepsScreen
 from fmlab.tui.screens.sweep import SweepScreen
@@ -172,6 +174,41 @@ async def test_the_sweep_view_reopens_a_saved_sweep_with_its_table_curves_and_an
         await pilot.press("down", "enter")  # the second run's own charts
         await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen))
         assert app.screen.record.id == sweep.sessions[1]
+
+
+async def test_the_sweep_view_follows_a_sweep_training_elsewhere(
+    tiny_datasets, tiny_data_dir, tmp_path, monkeypatch
+):
+    """A sweep another fmlab trains (a Ray driver, another terminal): the
+    reopened view reads it again as it goes, until it ends."""
+    monkeypatch.setattr(sweep_screen, "FOLLOW_SECONDS", 0.2)
+    sessions = tmp_path / "sessions"
+    configs = expand(parse_grid(lr="0.3,0.02", arch=SMALL, epochs=3, device="cpu"))
+    training = Sweep.new(configs, sessions, table="lr", preset="lr").run(tiny_datasets)
+    next(i for i, (_, event) in enumerate(training) if isinstance(event, EpochMetrics))  # one epoch in
+    app = make_app(sessions, tiny_data_dir, probe=FixedProbe())
+    async with app.run_test(size=SIZE) as pilot:
+        picker = await open_saved(pilot)
+        await wait_for(pilot, lambda: picker.query_one("#saved-table", DataTable).row_count == 1)
+        await pilot.press("enter")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.shown is not None and screen.shown.reopened)
+
+        def status() -> str:
+            return str(screen.query_one("#run-status").render())
+
+        assert "training elsewhere" in status() and "0/2 runs done" in status()
+        assert screen.followed is not None
+
+        for _ in training:  # the rest of the sweep, while the view is open
+            pass
+        await wait_for(pilot, lambda: "completed" in status())
+        assert "2/2 runs done" in status() and screen.followed is None
+        assert [row[-1] for row in plain_rows(screen.query_one("#sweep-table", DataTable))] == [
+            "completed"
+        ] * 2
+        for chart in screen.query("#sweep-loss, #sweep-accuracy"):
+            assert [len(run.epoch) for run in chart.runs] == [3, 3]
 
 
 async def test_the_app_opens_a_reproduce_folders_studies(reproduction, tiny_data_dir, sessions_dir):

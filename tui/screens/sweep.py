@@ -28,7 +28,7 @@ from fmlab.trainer.fields import FIELDS, Choice, Field
 from fmlab.trainer.sessions import SessionRecord
 from fmlab.trainer.studies.grid import PRESETS
 from fmlab.trainer.studies.saved import SavedRun, saved_runs
-from fmlab.trainer.studies.sweep import Sweep, SweepRecord
+from fmlab.trainer.studies.sweep import Sweep, SweepError, SweepRecord, load_sweep
 from fmlab.trainer.studies.tables import COLUMNS
 from fmlab.tui.literal import literal, notify_literally, with_values
 from fmlab.tui.messages import SweepEnded, TrainingEvent, TrainingMessage
@@ -49,6 +49,7 @@ FORM_FIELDS = ("lr", "arch", "epochs", "device")
 # narrower headers than the CLI's Markdown ones: the table shares 80 columns with the form
 HEADERS = {"structure": "arch", "accuracy": "test %", "epoch": "conv", "params": "params", "optimizer": "opt"}
 TABLE_SHARE = 0.4  # of the screen's height the table may grow to, with many runs
+FOLLOW_SECONDS = 2.0  # how often a reopened sweep still training elsewhere is read again
 
 
 class SweepScreen(ValidatesSoon, TrainingView):
@@ -78,6 +79,7 @@ class SweepScreen(ValidatesSoon, TrainingView):
         self.cuda_available: bool | None = None  # None until probed
         self.shown: SweepRun | None = None
         self.saved_records: dict[int, SessionRecord] = {}  # the runs of a reopened sweep, by row
+        self.followed: SavedSweepChoice | None = None  # a reopened sweep still training elsewhere
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -220,6 +222,7 @@ class SweepScreen(ValidatesSoon, TrainingView):
 
     def start_sweep(self, plan: SweepPlan) -> None:
         """Train ``plan`` here; a sweep still going is stopped (and saved) first."""
+        self.followed = None
         run_id = self.next_run()
         runner = Sweep.new(
             plan.configs,
@@ -309,7 +312,7 @@ class SweepScreen(ValidatesSoon, TrainingView):
         return super().check_action(action, parameters)
 
     def action_back_to_form(self) -> None:
-        self.saved_records = {}
+        self.saved_records, self.followed = {}, None
         if self.plan is not None:
             self.show(SweepRun.of(self.plan))
         else:  # the form has a refused field: an empty table until it is fixed
@@ -322,24 +325,58 @@ class SweepScreen(ValidatesSoon, TrainingView):
 
     def reopen(self, choice: SavedSweepChoice | None) -> None:
         if choice is not None:
+            self.followed = None
             self.read_saved(choice)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="saved")
-    def read_saved(self, choice: SavedSweepChoice) -> None:
-        # each session is read in full: not on the UI thread
-        runs = saved_runs(choice.sweep, choice.sessions_dir)
-        self.app.call_from_thread(self.show_saved, choice.sweep, runs)
+    def read_saved(self, choice: SavedSweepChoice, again: bool = False) -> None:
+        """Read the sweep's runs (each session in full: not on the UI thread);
+        ``again``: the sweep's record too, as it trains elsewhere."""
+        sweep = choice.sweep
+        if again:
+            try:
+                sweep = load_sweep(sweep.path)
+            except SweepError as exc:
+                self.app.call_from_thread(self.stop_following, choice, str(exc))
+                return
+        runs = saved_runs(sweep, choice.sessions_dir)
+        self.app.call_from_thread(self.show_saved, choice, sweep, runs, again)
 
-    def show_saved(self, sweep: SweepRecord, runs: list[SavedRun]) -> None:
-        if self.training:
-            return  # a sweep started meanwhile: it keeps the view
+    def show_saved(
+        self, choice: SavedSweepChoice, sweep: SweepRecord, runs: list[SavedRun], again: bool
+    ) -> None:
+        if self.training or (again and self.followed is not choice):
+            return  # a sweep started here, or another one was opened, meanwhile
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
         self.show(SweepRun.of_saved(sweep, runs))
         self.saved_records = {index: run.record for index, run in enumerate(runs) if run.record}
-        self.query_one(DataTable).focus()
-        missing = [run.problem for run in runs if run.problem and run.problem != "never started"]
-        if missing:
-            notify_literally(self, f"{len(missing)} run(s) without curves: {missing[0]}", severity="warning")
+        if again:
+            table.move_cursor(row=cursor)
+        else:
+            table.focus()
+            missing = [run.problem for run in runs if run.problem and run.problem != "never started"]
+            if missing:
+                notify_literally(
+                    self, f"{len(missing)} run(s) without curves: {missing[0]}", severity="warning"
+                )
+        self.followed = choice if sweep.status == "running" else None
+        if self.followed is not None:
+            self.set_timer(FOLLOW_SECONDS, lambda: self.follow(choice))
         self.redraw(at_once=True)
+
+    def follow(self, choice: SavedSweepChoice) -> None:
+        if self.followed is not choice or not self.is_attached:
+            return
+        if self.is_current:
+            self.read_saved(choice, again=True)
+        else:  # another screen is shown: read again once this one is back
+            self.set_timer(FOLLOW_SECONDS, lambda: self.follow(choice))
+
+    def stop_following(self, choice: SavedSweepChoice, problem: str) -> None:
+        if self.followed is choice:
+            self.followed = None
+            notify_literally(self, f"stopped following the sweep: {problem}", severity="warning")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a reopened run replays it (its charts, with its analysis)."""

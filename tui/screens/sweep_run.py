@@ -254,7 +254,7 @@ class SweepRun:
         if self.problem:
             return f"[red]✗ {name}: {escape(visible(self.problem))}[/red]"  # the text of an error
         if self.state == "running" and self.reopened:
-            return f"[green]● {name} still training elsewhere[/green]: {runs} when opened"
+            return f"[green]● {name} training elsewhere[/green]: {runs} · followed"
         if self.state == "running":
             text = f"[green]● {name}[/green]: {runs}"
             done, total = self.counts()
