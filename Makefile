@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: app test lint data bench clean
+.PHONY: app test lint data browser bench clean
 
 app: $(STAMP) data
 	$(BIN)/fmlab
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check trainer tui tests bench fmlab
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
@@ -28,6 +28,17 @@ data:
 	   (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null \
 	  || echo "dataset-fashion-mnist not installed; fmlab will try to download the data"; \
 	else echo "no dataset package here; fmlab will try to download the data"; fi
+
+# Chromium for the browser test (tests/browser: fmlab serve in a real
+# browser), from Debian's package where apt is there and we may use it;
+# elsewhere that test is skipped.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+	   (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)) >/dev/null \
+	  || echo "chromium not installed; the browser test will be skipped"; \
+	else echo "no chromium here (apt-get install chromium as root); the browser test will be skipped"; fi
 
 bench: $(STAMP) data
 	$(BIN)/python -m bench.epoch_speed --epochs 2

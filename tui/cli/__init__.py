@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from fmlab.tui.cli import app_command, grads, info, reproduce, sessions, sweep, train
+from fmlab.tui.cli import app_command, grads, info, reproduce, serve, sessions, sweep, train
 from fmlab.tui.cli.options import FmlabCommand
 from fmlab.tui.cli.output import USAGE_ERROR
 
@@ -92,6 +92,7 @@ command(app, sessions.export)
 command(app, sweep.sweep)
 command(app, grads.grads)
 command(app, reproduce.reproduce)
+command(app, serve.serve)
 
 
 def main() -> None:
