@@ -8,6 +8,11 @@ gives every member a SessionRecorder (its session file, its checkpoint after
 every epoch, its lock). It yields ``(job position, event)``: one stream shape,
 whatever the number of runs. A job can resume a stopped or interrupted
 session from its checkpoint (``resume_job``).
+
+How the stacks are trained is the service's ``stacks`` runner: LocalStacks
+(the default) trains them one after another in this process;
+fmlab.trainer.remote.RayStacks trains them all at once as tasks on a Ray
+cluster. Either way the sessions are written here, by this process.
 """
 
 from __future__ import annotations
@@ -15,14 +20,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from fmlab.trainer.config import ModelSpec, RunConfig
 from fmlab.trainer.data import DatasetCache, FashionMNIST
-from fmlab.trainer.events import FINISHED, Event
+from fmlab.trainer.events import FINISHED, Event, RunStarted
 from fmlab.trainer.sessions import SessionError, SessionRecord, SessionRecorder, checkpoint_path, load
 from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
 from fmlab.trainer.text import visible
+
+if TYPE_CHECKING:
+    from fmlab.trainer.training.checkpoint import Checkpoint
+    from fmlab.trainer.training.loop import Member
+
+OnStackCheckpoint = Callable[[int, int, "Checkpoint"], None]
 
 
 class JobError(Exception):
@@ -89,12 +102,54 @@ def _with_module(record: SessionRecord, module: ModelSpec | None) -> RunConfig:
     return replace(record.config, model=module)
 
 
+class StackRunner(Protocol):
+    """Trains planned stacks: how a JobService gets its training done."""
+
+    def data_device(self, config: RunConfig) -> str:
+        """The device the data is handed over on for ``config``'s stack."""
+
+    def run(
+        self,
+        stacks: Sequence[Sequence[Member]],
+        data: Callable[[RunConfig], FashionMNIST],
+        cancel: threading.Event,
+        on_checkpoint: OnStackCheckpoint,
+    ) -> Iterator[tuple[int, int, Event]]:
+        """Train every stack, yielding ``(stack number, position in the stack,
+        event)``: each member's ordinary stream (a member trained again after
+        its trainer was lost starts over with RunStarted, from the last
+        checkpoint handed to ``on_checkpoint(stack number, position,
+        checkpoint)``). Once ``cancel`` is set, members end ``stopped`` and
+        stacks not started never start."""
+
+
+class LocalStacks:
+    """Trains the stacks one after another in this process, each on its
+    config's device (the default)."""
+
+    def data_device(self, config: RunConfig) -> str:
+        return config.device
+
+    def run(self, stacks, data, cancel, on_checkpoint) -> Iterator[tuple[int, int, Event]]:
+        from fmlab.trainer.training.loop import train
+
+        for number, members in enumerate(stacks):
+            if cancel.is_set():
+                break
+            events = train(
+                members, data(members[0].config), cancel, on_checkpoint=partial(on_checkpoint, number)
+            )
+            for slot, event in events:
+                yield number, slot, event
+
+
 class JobService:
     """Trains jobs into ``sessions_dir``; see the module doc.
 
     ``stacked=False`` trains every job alone. ``train_limit`` trains on the
     first N training images only. ``on_warning`` hears, once per outage, that a
-    session or checkpoint could not be saved (training goes on).
+    session or checkpoint could not be saved (training goes on). ``stacks``
+    trains the planned stacks (LocalStacks unless given).
     """
 
     def __init__(
@@ -105,17 +160,20 @@ class JobService:
         stacked: bool = True,
         train_limit: int | None = None,
         on_warning: Callable[[str], None] | None = None,
+        stacks: StackRunner | None = None,
     ) -> None:
         self.sessions_dir = Path(sessions_dir)
         self.datasets = datasets
         self.stacked = stacked
         self.train_limit = train_limit
         self.on_warning = on_warning
+        self.stacks = stacks or LocalStacks()
         self.recorders: dict[int, SessionRecorder] = {}
 
     def data_for(self, config: RunConfig) -> FashionMNIST:
-        """The training data for ``config``'s device (DataError, ConfigError)."""
-        return self.datasets.get(config.device).first(self.train_limit)
+        """The training data for ``config``'s stack, on the device the stack
+        runner takes it on (DataError, ConfigError)."""
+        return self.datasets.get(self.stacks.data_device(config)).first(self.train_limit)
 
     def session_path(self, position: int) -> Path | None:
         recorder = self.recorders.get(position)
@@ -129,7 +187,7 @@ class JobService:
         """Train every job, yielding ``(position in jobs, event)``. A job's
         RunFinished comes after its session is saved. Once ``cancel`` is set,
         the runs training end ``stopped`` and the rest never start."""
-        from fmlab.trainer.training.loop import Member, train
+        from fmlab.trainer.training.loop import Member
         from fmlab.trainer.training.plan import plan_stacks, stack_key
 
         cancel = cancel or threading.Event()
@@ -137,23 +195,24 @@ class JobService:
         try:
             for job in jobs:
                 self.check_resumed(job)
-            for stack in plan_stacks(keys, self.stacked):
-                if cancel.is_set():
-                    break
-                data = self.data_for(jobs[stack[0]].config)
-                members = [Member(jobs[i].config, jobs[i].resume.checkpoint if jobs[i].resume else None)
-                           for i in stack]  # fmt: skip
-                for position in stack:
-                    self.recorders[position] = self._recorder(jobs[position])
+            stacks = plan_stacks(keys, self.stacked)
+            members = [[Member(jobs[i].config, jobs[i].resume.checkpoint if jobs[i].resume else None)
+                        for i in stack] for stack in stacks]  # fmt: skip
 
-                def save_checkpoint(slot: int, checkpoint, stack=stack) -> None:
-                    self.recorders[stack[slot]].save_checkpoint(checkpoint)
+            def save_checkpoint(number: int, slot: int, checkpoint) -> None:
+                self.recorders[stacks[number][slot]].save_checkpoint(checkpoint)
 
-                for slot, event in train(members, data, cancel, on_checkpoint=save_checkpoint):
-                    position = stack[slot]
-                    recorder = self.recorders[position]
-                    recorder(event)
-                    yield position, event
+            for number, slot, event in self.stacks.run(members, self.data_for, cancel, save_checkpoint):
+                position = stacks[number][slot]
+                recorder = self.recorders.get(position)
+                if recorder is None:
+                    recorder = self.recorders[position] = self._recorder(jobs[position])
+                elif isinstance(event, RunStarted):  # its trainer was lost: it trains again
+                    recorder.rewind()
+                    self._warn(f"{recorder.record.id}: its trainer was lost; it continues from epoch "
+                               f"{len(recorder.record.epochs) + 1}")  # fmt: skip
+                recorder(event)
+                yield position, event
         finally:
             for job in jobs:  # locks of resumed jobs that never started
                 if job.resume is not None:
@@ -173,6 +232,10 @@ class JobService:
                 f"{record.path}: the checkpoint was trained with {checkpoint.step // checkpoint.epoch:,} "
                 f"steps per epoch, this data gives {steps_per_epoch:,}; resume it with the same data"
             )
+
+    def _warn(self, message: str) -> None:
+        if self.on_warning:
+            self.on_warning(message)
 
     def _recorder(self, job: Job) -> SessionRecorder:
         recorder = SessionRecorder(self.sessions_dir, on_error=self.on_warning)

@@ -63,6 +63,7 @@ class SessionRecorder:
         self.save_error: str | None = None
         self.lock: SessionLock | None = None
         self._unsaved_checkpoint = None  # the last checkpoint, while its save failed
+        self._last_point: tuple[list, int] = ([], 0)  # the last checkpoint's epochs and step (see rewind)
         self._started = 0.0
         self._resuming = False
 
@@ -72,14 +73,30 @@ class SessionRecorder:
         session's lock, already held; the recorder gives it back on ``close``."""
         self.record = record
         self.lock = lock
-        self._resuming = True
-        record.epochs = list(checkpoint.history)
-        record.steps.truncate(checkpoint.step)
+        self._last_point = (list(checkpoint.history), checkpoint.step)
+        self._back_to_last_point()
         record.pid, record.host = os.getpid(), socket.gethostname()
         self._started = time.perf_counter() - checkpoint.seconds
 
+    def rewind(self) -> None:
+        """Go back to the last checkpoint (the start, before the first one): its
+        epochs are kept, later points dropped, and the next RunStarted
+        continues this file. For a run that trains again from its checkpoint
+        after its trainer was lost (a retried remote task)."""
+        if self.record is None:
+            return
+        self._back_to_last_point()
+        self.record.results = _running_results(self.record, time.perf_counter() - self._started)
+
+    def _back_to_last_point(self) -> None:
+        history, step = self._last_point
+        self.record.epochs = list(history)
+        self.record.steps.truncate(step)
+        self._resuming = True
+
     def save_checkpoint(self, checkpoint) -> None:
         """Store a checkpoint (fmlab.trainer.training.checkpoint) beside the session file."""
+        self._last_point = (list(checkpoint.history), checkpoint.step)
         if self.record is None or self.record.path is None:
             return
         path = checkpoint_path(self.record.path)

@@ -42,6 +42,7 @@ from fmlab.trainer.studies.tables import RunRow
 
 if TYPE_CHECKING:
     from fmlab.trainer.data import DatasetCache
+    from fmlab.trainer.jobs import StackRunner
 
 STATE_SCHEMA = "fmlab.reproduce"
 
@@ -267,16 +268,21 @@ class Reproduction:
         return len(self.sweep(study).record.pending())
 
     def run_study(
-        self, study: Study, datasets: DatasetCache, cancel: threading.Event | None = None
+        self,
+        study: Study,
+        datasets: DatasetCache,
+        cancel: threading.Event | None = None,
+        stacks: StackRunner | None = None,
     ) -> Iterator[tuple[int, Event]]:
-        """Train the study's pending runs, yielding ``(position, event)``."""
+        """Train the study's pending runs, yielding ``(position, event)``;
+        ``stacks`` trains the stacks (see Sweep.run)."""
         cancel = cancel or threading.Event()
         state = self.state.studies.setdefault(study.name, StudyState())
         sweep = self.sweep(study)
         trained = bool(sweep.record.pending())
         started = time.perf_counter()
         try:
-            yield from sweep.run(datasets, cancel, train_limit=study.train_limit)
+            yield from sweep.run(datasets, cancel, train_limit=study.train_limit, stacks=stacks)
         finally:
             state.seconds += time.perf_counter() - started
             state.done = not sweep.record.pending() and not cancel.is_set()

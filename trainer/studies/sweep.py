@@ -26,7 +26,7 @@ from fmlab.trainer.config import RunConfig
 from fmlab.trainer.data import DatasetCache
 from fmlab.trainer.events import FINISHED, Event, RunFinished, RunStarted
 from fmlab.trainer.fields import config_from_dict, config_to_dict
-from fmlab.trainer.jobs import Job, JobError, JobService, resume_job
+from fmlab.trainer.jobs import Job, JobError, JobService, StackRunner, resume_job
 from fmlab.trainer.regular_files import NotRegularFile, read_regular_file
 from fmlab.trainer.sessions import SessionError, SessionRecord, effective_status, is_safe_session_id, load
 from fmlab.trainer.sessions.lock import SessionBusy, SessionLock
@@ -250,9 +250,10 @@ class Sweep:
         return self.sessions_dir / f"{session}.json" if session else None
 
     def run(self, datasets: DatasetCache, cancel: threading.Event | None = None,
-            train_limit: int | None = None) -> Iterator[tuple[int, Event]]:  # fmt: skip
+            train_limit: int | None = None, stacks: StackRunner | None = None) -> Iterator[tuple[int, Event]]:  # fmt: skip
         """Train the pending runs; yields ``(position, event)``. SweepError when
-        another process is training this sweep."""
+        another process is training this sweep. ``stacks`` trains the stacks
+        (fmlab.trainer.jobs.StackRunner; here, one after another, unless given)."""
         lock = SessionLock(self.record.path)
         try:
             lock.acquire()
@@ -265,7 +266,7 @@ class Sweep:
         cancel = cancel or threading.Event()
         self.record.status, self.record.pid, self.record.host = "running", os.getpid(), socket.gethostname()
         service = JobService(self.sessions_dir, datasets, stacked=self.record.stacked,
-                             train_limit=train_limit, on_warning=self.on_warning)  # fmt: skip
+                             train_limit=train_limit, on_warning=self.on_warning, stacks=stacks)  # fmt: skip
         jobs, positions = self._jobs(service)
         self._save()
         try:

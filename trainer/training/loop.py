@@ -211,7 +211,7 @@ class _Stack:
             model=summarize(config.model),
             device=self.device.type,
             device_name=device_name(self.device),
-            torch_version=torch.__version__,
+            torch_version=str(torch.__version__),  # plain: unpickling a TorchVersion imports torch
             train_size=n_train,
             test_size=n_test,
             steps_per_epoch=-(-n_train // config.batch_size),

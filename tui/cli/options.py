@@ -1,13 +1,14 @@
 """What several commands share: a run's fields as options, the data and
 sessions folders, table formats, choices that help and completion list,
 session ids (``latest``, ``-1``), output files, loading the data with
-one-line errors."""
+one-line errors, training on Ray."""
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Optional, TypeVar
 
@@ -17,6 +18,7 @@ from typer.core import TyperCommand
 from fmlab.trainer.config import PRESET_NAMES
 from fmlab.trainer.fields import RUN_FIELDS, Architecture, Choice, Field, YesNo
 from fmlab.trainer.sessions.store import NEWEST
+from fmlab.trainer.text import visible
 from fmlab.tui.cli.output import absolute, fail, usage_error
 
 Command = TypeVar("Command", bound=Callable[..., None])
@@ -225,6 +227,66 @@ def with_model(fields: dict[str, object], model: str | None) -> dict[str, object
         return {**fields, "arch": ModelSpec((), module=load_module_ref(model, "model"))}
     except ConfigError as exc:
         config_usage_error(exc)
+
+
+# ----------------------------------------------------------------- Ray
+
+RAY_HELP = (
+    "Train the stacks as Ray tasks, all at once: on a Ray instance started here, or on the cluster "
+    "--ray-address names. Needs pip install 'fmlab[ray]'; sessions are saved here as usual."
+)
+RAY_ADDRESS_HELP = (
+    "The Ray cluster to train on (implies --ray): auto for the one `ray start` runs on this machine "
+    "(or RAY_ADDRESS names), or HOST:PORT of its head. Every node needs fmlab installed."
+)
+
+
+def ray_option():
+    return typer.Option(False, "--ray", help=RAY_HELP)
+
+
+def ray_address_option():
+    return typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP, metavar="auto|HOST:PORT")
+
+
+def wants_ray(ray: bool, address: Optional[str], model: Optional[str] = None) -> bool:
+    """Whether the command trains on Ray; a module of the user's (``--model``)
+    is refused there, its file is not sent to the workers (exit 2)."""
+    if not ray and address is None:
+        return False
+    if model is not None:
+        usage_error("model", "a module of your own trains without --ray: its file is not sent to Ray workers")
+    return True
+
+
+@contextmanager
+def stack_runner(ray: bool, address: Optional[str]) -> Iterator[object | None]:
+    """The stack runner the command asked for: None (train here, stack by
+    stack) or RayStacks, connected for the block. Ray not installed or a
+    cluster out of reach: one line, exit 1."""
+    if not ray and address is None:
+        yield None
+        return
+    from rich.markup import escape
+
+    from fmlab.trainer.cluster import ClusterError, connected
+    from fmlab.trainer.remote import RayStacks
+    from fmlab.tui.cli.progress import spinner
+
+    address = address.strip() if address is not None else None
+    connection = ExitStack()
+    problem = None
+    with spinner(
+        "starting Ray…" if address is None else f"joining the Ray cluster at {escape(visible(address))}…"
+    ):
+        try:
+            connection.enter_context(connected(address))
+        except ClusterError as exc:
+            problem = exc
+    if problem is not None:
+        fail(problem)
+    with connection:
+        yield RayStacks()
 
 
 DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz); else ./data, then others."

@@ -22,9 +22,13 @@ from fmlab.tui.cli.options import (
     load_data,
     model_option,
     quiet_option,
+    ray_address_option,
+    ray_option,
     run_field_options,
     session_ref_option,
     sessions_dir_option,
+    stack_runner,
+    wants_ray,
     with_model,
     write_out,
 )
@@ -65,6 +69,8 @@ def sweep(
     sessions_dir: Optional[Path] = sessions_dir_option(SESSIONS_HELP),
     quiet: bool = quiet_option("No progress display, just the table."),
     model: Optional[str] = model_option(),
+    ray: bool = ray_option(),
+    ray_address: Optional[str] = ray_address_option(),
     **fields: object,
 ) -> None:
     """Train every combination of a grid and print a results table as runs finish.
@@ -78,6 +84,10 @@ def sweep(
 
     Ctrl+C or SIGTERM stops it (its runs are saved as stopped; exit status
     130 or 143); fmlab sweep --resume latest continues it.
+
+    With --ray every stack trains as a Ray task, all at once (on a Ray
+    instance started for the sweep, or on a cluster: --ray-address auto);
+    the sessions are saved here, as without it.
     """
     from fmlab.trainer.config import ConfigError
     from fmlab.trainer.studies.grid import expand, grid_to_dict, parse_grid
@@ -85,6 +95,7 @@ def sweep(
 
     fmt = check_format(fmt, json_output)
     check_out_file(out)
+    on_ray = wants_ray(ray, ray_address, model)
     chosen = None
     if preset is not None:
         chosen = PRESETS.get(preset.strip().lower())
@@ -117,16 +128,21 @@ def sweep(
         runner = Sweep.new(configs, directory, table=table, preset=chosen.name if chosen else None,
                            grid=grid_to_dict(grid), stacked=stack, on_warning=SaveWarnings())  # fmt: skip
     columns = table_columns(runner.record.table, runner.record.configs)
-    datasets = load_data(data_dir, runner.record.configs[0].device)
-    stopped_by = _run_sweep(runner, datasets, columns, fmt, quiet)
+    # on Ray the driver holds the data on the CPU; each task moves it to its device
+    datasets = load_data(data_dir, "cpu" if on_ray else runner.record.configs[0].device)
+    with stack_runner(ray, ray_address) as stacks:
+        stopped_by = _run_sweep(runner, datasets, columns, fmt, quiet, stacks)
     _finish_sweep(runner, columns, fmt, out, figures)
     if stopped_by is not None:
         raise typer.Exit(interrupted_status(stopped_by))
 
 
-def _run_sweep(runner, datasets, columns: list[str], fmt: str, quiet: bool) -> int | None:
+def _run_sweep(runner, datasets, columns: list[str], fmt: str, quiet: bool, stacks=None) -> int | None:
     """Train the sweep, its table on stdout; the signal that stopped it, if one did."""
+    import threading
+
     from fmlab.trainer.events import RunFinished
+    from fmlab.trainer.jobs import JobError
     from fmlab.trainer.studies.tables import TableWriter
 
     writer = TableWriter(columns, fmt, LiveStdout())
@@ -139,11 +155,21 @@ def _run_sweep(runner, datasets, columns: list[str], fmt: str, quiet: bool) -> i
         if isinstance(event, RunFinished):
             writer.row(runner.rows[index])
 
-    stopped_by = follow_sweep(runner, datasets, quiet=quiet, label="sweep", on_event=table_row)
+    cancel = threading.Event()
+    lost = None
+    try:
+        stopped_by = follow_sweep(runner, datasets, quiet=quiet, label="sweep", on_event=table_row,
+                                  cancel=cancel, events=runner.run(datasets, cancel, stacks=stacks))  # fmt: skip
+    except JobError as exc:  # a stack that could not train at all (its Ray task failed)
+        stopped_by, lost = None, exc
     if fmt == "json":
         # JSON is one document: the rows, in grid order
         writer.rows = [row for row in runner.rows if row is not None]
     writer.close()
+    if lost is not None:
+        trained = any(runner.record.sessions)
+        fail(f"{lost}; the runs that trained are saved, fmlab sweep --resume {runner.record.id} continues"
+             if trained else lost)  # fmt: skip
     if stopped_by is not None:
         typer.echo(f"stopped: unfinished runs are saved as stopped sessions; continue with "
                    f"fmlab sweep --resume {runner.record.id}", err=True)  # fmt: skip
