@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fmlab.trainer.config import ConvergenceRule
-from fmlab.trainer.events import EpochMetrics
+from fmlab.trainer.events import EpochMetrics, RunResults
 
 
 @dataclass
@@ -47,6 +47,32 @@ def converged_epoch_of(accuracies: list[float], rule: ConvergenceRule) -> int | 
 def lowest_test_loss_epoch(epochs: Sequence[EpochMetrics]) -> int | None:
     """The epoch of the lowest finite test loss (the first, on a tie); None without one."""
     return lowest_loss_epoch([e.epoch for e in epochs], [e.test_loss for e in epochs])
+
+
+def results_after(
+    history: Sequence[EpochMetrics],
+    *,
+    status: str,
+    steps_done: int,
+    seconds: float,
+    converged_epoch: int | None,
+    message: str = "",
+) -> RunResults:
+    """A run's results after the epochs of ``history``: its last and best test
+    accuracy, the best one's epoch and that of the lowest test loss."""
+    best = max(history, key=lambda m: m.test_acc, default=None)
+    return RunResults(
+        status=status,
+        epochs_done=len(history),
+        steps_done=steps_done,
+        final_test_acc=history[-1].test_acc if history else None,
+        best_test_acc=best.test_acc if best else None,
+        best_epoch=best.epoch if best else None,
+        converged_epoch=converged_epoch,
+        seconds=seconds,
+        message=message,
+        lowest_test_loss_epoch=lowest_test_loss_epoch(history),
+    )
 
 
 def lowest_loss_epoch(epochs: Sequence[int], losses: Sequence[float]) -> int | None:

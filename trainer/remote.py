@@ -37,7 +37,7 @@ from fmlab.trainer.cluster import connected
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted, StepMetrics
 from fmlab.trainer.jobs import JobError, OnStackCheckpoint
-from fmlab.trainer.metrics import lowest_test_loss_epoch
+from fmlab.trainer.metrics import results_after
 from fmlab.trainer.text import first_line, visible
 
 if TYPE_CHECKING:
@@ -214,18 +214,13 @@ def _results_at(checkpoint: Checkpoint | None, status: str, message: str) -> Run
     """A run's results as of its last checkpoint (the driver's session holds
     exactly the epochs up to it)."""
     history = list(checkpoint.history) if checkpoint else []
-    best = max(history, key=lambda m: m.test_acc, default=None)
-    return RunResults(
+    return results_after(
+        history,
         status=status,
-        epochs_done=len(history),
         steps_done=checkpoint.step if checkpoint else 0,
-        final_test_acc=history[-1].test_acc if history else None,
-        best_test_acc=best.test_acc if best else None,
-        best_epoch=best.epoch if best else None,
-        converged_epoch=history[-1].converged_epoch if history else None,
         seconds=checkpoint.seconds if checkpoint else 0.0,
+        converged_epoch=history[-1].converged_epoch if history else None,
         message=message,
-        lowest_test_loss_epoch=lowest_test_loss_epoch(history),
     )
 
 

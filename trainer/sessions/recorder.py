@@ -21,7 +21,7 @@ from fmlab.trainer.events import (
     RunStarted,
     StepMetrics,
 )
-from fmlab.trainer.metrics import lowest_test_loss_epoch
+from fmlab.trainer.metrics import results_after
 from fmlab.trainer.sessions.format import (
     SessionRecord,
     StepCurve,
@@ -228,16 +228,11 @@ class SessionRecorder:
 
 def _running_results(record: SessionRecord, seconds: float) -> RunResults:
     """The results so far, after the last finished epoch."""
-    best = max(record.epochs, key=lambda e: e.test_acc, default=None)
-    last = record.epochs[-1] if record.epochs else None
-    return RunResults(
+    epochs = record.epochs
+    return results_after(
+        epochs,
         status="running",
-        epochs_done=len(record.epochs),
-        steps_done=len(record.epochs) * record.steps_per_epoch,
-        final_test_acc=last.test_acc if last else None,
-        best_test_acc=best.test_acc if best else None,
-        best_epoch=best.epoch if best else None,
-        converged_epoch=last.converged_epoch if last else None,
+        steps_done=len(epochs) * record.steps_per_epoch,
         seconds=seconds,
-        lowest_test_loss_epoch=lowest_test_loss_epoch(record.epochs),
+        converged_epoch=epochs[-1].converged_epoch if epochs else None,
     )

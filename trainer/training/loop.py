@@ -30,8 +30,8 @@ import torch
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.data import FashionMNIST
 from fmlab.trainer.device import device_name, resolve_device
-from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunResults, RunStarted
-from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step, lowest_test_loss_epoch
+from fmlab.trainer.events import EpochMetrics, Event, RunFinished, RunStarted
+from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step, results_after
 from fmlab.trainer.models import summarize
 from fmlab.trainer.training.checkpoint import Checkpoint
 from fmlab.trainer.training.graphs import choose_step
@@ -104,19 +104,14 @@ class _Run:
     last_step: int | None = None  # set when the member ends before the stack does
 
     def finished(self, step: int, seconds: float) -> RunFinished:
-        best = max(self.history, key=lambda m: m.test_acc, default=None)
         return RunFinished(
-            RunResults(
+            results_after(
+                self.history,
                 status=self.status,
-                epochs_done=len(self.history),
                 steps_done=self.last_step if self.last_step is not None else step,
-                final_test_acc=self.history[-1].test_acc if self.history else None,
-                best_test_acc=best.test_acc if best else None,
-                best_epoch=best.epoch if best else None,
-                converged_epoch=self.tracker.converged_epoch,
                 seconds=self.seconds_before + seconds,
+                converged_epoch=self.tracker.converged_epoch,
                 message=self.message,
-                lowest_test_loss_epoch=lowest_test_loss_epoch(self.history),
             )
         )
 
