@@ -126,3 +126,25 @@ def test_plans_group_equal_keys_in_order():
     assert plan_stacks(keys) == [[0, 1, 3], [2], [4]]
     assert plan_stacks(keys, stacked=False) == [[0], [1], [2], [3], [4]]
     assert [len(s) for s in plan_stacks(["k"] * (MAX_STACK + 2))] == [MAX_STACK, 2]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_thread_count_changes_no_number(tiny_dataset, case):
+    """The thread count follows the machine's load (training.threads), so it
+    must not change a bit: stacked members at 1, 2 and 3 threads."""
+    kw = {"epochs": 2, **CASES[case]}
+    lrs = (0.001, 0.01) if kw.get("optimizer") == "adam" else (0.1, 0.5)
+    configs = [parse_run_config(lr=lr, seed=seed, device="cpu", full_steps=10**6, **kw)
+               for lr, seed in zip(lrs, (0, 0) if kw.get("shuffle") else (0, 7))]  # fmt: skip
+    before = torch.get_num_threads()
+    try:
+        runs = {}
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            # device_name says how many threads ran; nothing else may
+            runs[threads] = [[replace(e, device_name="") if isinstance(e, RunStarted) else e for e in stream]
+                             for stream in streams(configs, tiny_dataset)]  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert len(of(StepMetrics, runs[1][0])) >= 8 * kw["epochs"]  # statistics at every step
+    assert runs[1] == runs[2] == runs[3]

@@ -30,9 +30,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model and the threads torch trains with."""
+def device_name(device: torch.device, threads: str = "") -> str:
+    """The GPU's name, or the CPU's model and the threads torch trains with
+    (``threads`` says how many, else torch's count now)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    threads = torch.get_num_threads()
-    return f"{cpu_model()}, {threads} thread{'' if threads == 1 else 's'}"
+    if not threads:
+        count = torch.get_num_threads()
+        threads = f"{count} thread{'' if count == 1 else 's'}"
+    return f"{cpu_model()}, {threads}"

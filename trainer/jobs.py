@@ -125,7 +125,11 @@ class StackRunner(Protocol):
 
 class LocalStacks:
     """Trains the stacks one after another in this process, each on its
-    config's device (the default)."""
+    config's device (the default); ``threads`` pins torch's thread count
+    (None: as many as other programs leave free, see training.threads)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
 
     def data_device(self, config: RunConfig) -> str:
         return config.device
@@ -136,9 +140,8 @@ class LocalStacks:
         for number, members in enumerate(stacks):
             if cancel.is_set():
                 break
-            events = train(
-                members, data(members[0].config), cancel, on_checkpoint=partial(on_checkpoint, number)
-            )
+            events = train(members, data(members[0].config), cancel,
+                           on_checkpoint=partial(on_checkpoint, number), threads=self.threads)  # fmt: skip
             for slot, event in events:
                 yield number, slot, event
 

@@ -300,7 +300,7 @@ def _train_stack(mailbox, number: int, members: list[Member], data: FashionMNIST
             def save(index: int, checkpoint: Checkpoint, slots=slots) -> None:
                 outbox.add(slots[index], pickle.dumps(checkpoint))
 
-            for index, event in train(group, data, cancel, on_checkpoint=save):
+            for index, event in train(group, data, cancel, on_checkpoint=save, threads=threads):
                 outbox.add(slots[index], event)
     finally:
         done.set()

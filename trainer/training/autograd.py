@@ -35,6 +35,9 @@ DROPOUT_SEED_STRIDE = 1_000_003  # a member's dropout seed is seed * this + step
 class AutogradStepper:
     """A stack of M members with any network; see the module doc."""
 
+    # convolutions and reductions split work by thread count: the count stays as set
+    thread_invariant = False
+
     def __init__(self, configs: Sequence[RunConfig], device: torch.device) -> None:
         self.device = device
         self.configs = list(configs)

@@ -10,6 +10,8 @@ test set, emit each member's epoch metrics, check its convergence.
 Members never mix: one that diverges (non-finite loss) ends ``diverged`` and
 is dropped from the stack while the others go on unchanged. ``cancel`` is
 checked before every step; once set, every member ends ``stopped``.
+Torch's thread count follows the machine's load (training.threads) unless
+``threads`` pins it; the stepper's numbers do not depend on it.
 ``on_checkpoint(position, Checkpoint)`` is called after each finished epoch,
 before that epoch's metrics are yielded; a member started from it as
 ``Member(config, resume=checkpoint)`` goes on exactly as if it had never
@@ -38,6 +40,7 @@ from fmlab.trainer.training.graphs import choose_step
 from fmlab.trainer.training.plan import stack_key
 from fmlab.trainer.training.recorder import StepRecorder
 from fmlab.trainer.training.steppers import make_stepper
+from fmlab.trainer.training.threads import ThreadGovernor
 
 log = logging.getLogger("fmlab.training")
 
@@ -65,8 +68,10 @@ def train(
     cancel: threading.Event | None = None,
     *,
     on_checkpoint: OnCheckpoint | None = None,
+    threads: int | None = None,
 ) -> Iterator[tuple[int, Event]]:
     """Train ``members`` as one stack, yielding ``(position in members, event)``.
+    ``threads``: torch threads to train with (None: as many as are free).
 
     Raises ValueError for members that cannot share a stack (see can_stack)
     and ConfigError for a device that is not there; errors while training end
@@ -76,7 +81,13 @@ def train(
         return
     if not can_stack(members):
         raise ValueError("these runs cannot be trained as one stack")
-    yield from _Stack(list(members), data, cancel or threading.Event(), on_checkpoint).events()
+    stack = _Stack(list(members), data, cancel or threading.Event(), on_checkpoint)
+    # made here, in the thread that iterates: the count is that thread's own
+    governor = ThreadGovernor(threads, adaptive=stack.device.type == "cpu" and stack.stepper.thread_invariant)
+    try:
+        yield from stack.events(governor)
+    finally:
+        governor.close()
 
 
 def epoch_order(
@@ -141,6 +152,7 @@ class _Stack:
         self.started = time.perf_counter()
         self.train_step: Callable = self.stepper.step
         self.note = ""
+        self.threads = ""
 
     @staticmethod
     def _run_of(position: int, member: Member) -> _Run:
@@ -152,8 +164,9 @@ class _Stack:
                 run.tracker.update(metrics.test_acc)
         return run
 
-    def events(self) -> Iterator[tuple[int, Event]]:
+    def events(self, governor: ThreadGovernor) -> Iterator[tuple[int, Event]]:
         device = self.device
+        self.threads = governor.describe()
         train_x, train_y = self.data.train_x.to(device), self.data.train_y.to(device)
         test_x, test_y = self.data.test_x.to(device), self.data.test_y.to(device)
         n_train, batch = len(train_x), self.shape.batch_size
@@ -175,6 +188,7 @@ class _Stack:
                 for start in range(0, n_train, batch):
                     if self.cancel.is_set():
                         break
+                    governor.tick()
                     self.step += 1
                     end = min(start + batch, n_train)
                     want = is_metric_step(self.step, self.shape.full_steps, self.shape.step_every)
@@ -205,7 +219,7 @@ class _Stack:
             config=config,
             model=summarize(config.model),
             device=self.device.type,
-            device_name=device_name(self.device),
+            device_name=device_name(self.device, self.threads),
             torch_version=str(torch.__version__),  # plain: unpickling a TorchVersion imports torch
             train_size=n_train,
             test_size=n_test,

@@ -17,19 +17,23 @@ matmuls are small, so autograd's graph and the optimizer's bookkeeping cost
 more than the arithmetic. Tests check every gradient against autograd and
 every update against torch.optim.
 
-Same numbers alone or stacked: a member's rows of every product depend only
-on its own weights, and the products are arranged so that the library
-computes them the same way whatever M is. Measured on the 2-core CPU: with
-several threads, a layer with few outputs (the 10 logits) or a batch with few
-samples is split differently between threads when it is one matrix than when
-it is one of a batch of matrices, and the last bits differ. Such layers (and
-such batches) are therefore multiplied member by member: the same call with
-the same shapes, whatever the stack. tests/test_stack_equality.py checks it.
+Same numbers alone or stacked, and whatever the thread count: a member's rows
+of every product depend only on its own weights, and the products are arranged
+so that the library computes them the same way whatever M is. Measured on the
+2-core CPU: with several threads, a layer with few outputs (the 10 logits) or
+a batch with few samples is split between threads along the summed dimension,
+differently for one matrix than for a batch of them and differently for each
+thread count, and the last bits differ. Such layers (and such batches) are
+therefore multiplied member by member on one thread: the same call with the
+same shapes, whatever the stack and the threads (they are the cheap products).
+tests/test_stack_equality.py checks both, so the thread count can follow the
+machine's load (fmlab.trainer.training.threads) without changing a number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -42,8 +46,22 @@ NARROW_ROWS = 64  # a layer with fewer outputs is multiplied member by member
 NARROW_BATCH = 16  # so is every layer for a batch with fewer samples
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Products inside run on this thread alone (setting it costs well under a microsecond)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class Stepper:
     """What the loop needs of a stack of M members.
+
+    ``thread_invariant``: the same numbers at any thread count (see the module's
+    note), so the loop may change the count while it trains.
 
     ``step`` trains every member on one batch and returns each member's
     summed loss ``[M]`` and, when asked, its gradient statistics
@@ -53,6 +71,8 @@ class Stepper:
     (weight and bias together). Sums of loss and correct predictions are kept
     as device tensors, so nothing here waits for the device.
     """
+
+    thread_invariant = True
 
     def __init__(self, configs: Sequence[RunConfig], device: torch.device) -> None:
         models = [linear_layers(build_mlp(c.model, c.seed)) for c in configs]
@@ -131,9 +151,10 @@ class Stepper:
         batch = inputs.shape[0] if index == 0 else inputs.shape[2]
         if self._narrow(index, batch):
             out = torch.empty(self.size, weight.shape[1], batch, device=weight.device)
-            for m in range(self.size):
-                member_inputs = inputs.t() if index == 0 else inputs[m]
-                torch.addmm(bias[m].unsqueeze(1), weight[m], member_inputs, out=out[m])
+            with one_thread():
+                for m in range(self.size):
+                    member_inputs = inputs.t() if index == 0 else inputs[m]
+                    torch.addmm(bias[m].unsqueeze(1), weight[m], member_inputs, out=out[m])
             return out
         if index == 0:
             z = torch.addmm(bias.view(-1, 1), weight.view(-1, weight.shape[2]), inputs.t())
@@ -155,8 +176,9 @@ class Stepper:
         weight = self.weights[index]
         if self._narrow(index, delta.shape[2]):
             back = torch.empty(inputs.shape, device=delta.device)
-            for m in range(self.size):
-                torch.mm(weight[m].t(), delta[m], out=back[m])
+            with one_thread():
+                for m in range(self.size):
+                    torch.mm(weight[m].t(), delta[m], out=back[m])
         else:
             back = torch.bmm(weight.transpose(1, 2), delta)
         return torch.ops.aten.threshold_backward(back, inputs, 0)
@@ -166,9 +188,10 @@ class Stepper:
         """``out = beta * out + alpha * delta @ inputs^T`` (a weight gradient, or
         with beta=1 and alpha=-1 an update folded into it)."""
         if self._narrow(index, delta.shape[2]):
-            for m in range(self.size):
-                member_inputs = inputs if index == 0 else inputs[m].t()
-                torch.addmm(out[m], delta[m], member_inputs, beta=beta, alpha=alpha, out=out[m])
+            with one_thread():
+                for m in range(self.size):
+                    member_inputs = inputs if index == 0 else inputs[m].t()
+                    torch.addmm(out[m], delta[m], member_inputs, beta=beta, alpha=alpha, out=out[m])
         elif index == 0:
             flat = out.view(-1, out.shape[2])
             torch.addmm(flat, delta.reshape(-1, delta.shape[2]), inputs, beta=beta, alpha=alpha, out=flat)
@@ -297,7 +320,8 @@ class PlainSGD(Stepper):
 
     def _weight_grad_square(self, index: int, delta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         if self._narrow(index, delta.shape[2]):
-            gram_delta = torch.stack([delta[m].t() @ delta[m] for m in range(self.size)])
+            with one_thread():
+                gram_delta = torch.stack([delta[m].t() @ delta[m] for m in range(self.size)])
         else:
             gram_delta = torch.bmm(delta.transpose(1, 2), delta)
         if inputs.dim() == 2:
@@ -346,15 +370,16 @@ class MomentumOrAdam(Stepper):
         return loss, stats
 
     def _grad_stats(self) -> torch.Tensor:
-        # member by member: a reduction over one member's tensor is split between
-        # threads differently from the same reduction over a stack of them
+        # member by member on one thread: a reduction over a large tensor is split
+        # between threads, differently for a stack and for each thread count
         weight_sums, bias_sums, squares = [], [], []
-        for weight, bias in zip(self.grads[0::2], self.grads[1::2]):
-            weight_sums.append(torch.stack([weight[m].sum() for m in range(self.size)]))
-            bias_sums.append(torch.stack([bias[m].sum() for m in range(self.size)]))
-            squares.append(
-                torch.stack([weight[m].square().sum() + bias[m].square().sum() for m in range(self.size)])
-            )
+        with one_thread():
+            for weight, bias in zip(self.grads[0::2], self.grads[1::2]):
+                weight_sums.append(torch.stack([weight[m].sum() for m in range(self.size)]))
+                bias_sums.append(torch.stack([bias[m].sum() for m in range(self.size)]))
+                squares.append(
+                    torch.stack([weight[m].square().sum() + bias[m].square().sum() for m in range(self.size)])
+                )
         return self._stats(weight_sums, bias_sums, squares)
 
     def _per_member(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -259,13 +259,44 @@ def wants_ray(ray: bool, address: Optional[str], model: Optional[str] = None) ->
     return True
 
 
+MAX_THREADS = 1024
+THREADS_HELP = (
+    "Torch threads to train with. By default one per core, and for MLPs fewer while other "
+    "programs keep cores busy (their numbers are the same at any count); N pins the count. "
+    "With --ray: CPUs per Ray task."
+)
+
+
+def threads_option():
+    return typer.Option(None, "--threads", help=THREADS_HELP, metavar="N", show_default=False)
+
+
+def parse_threads(text: Optional[str]) -> int | None:
+    """--threads as a count (None: follow the load); bad values: one line, exit 2."""
+    if text is None:
+        return None
+    try:
+        threads = int(text.strip())
+    except ValueError:
+        threads = 0
+    if not 1 <= threads <= MAX_THREADS:
+        usage_error("threads", f"a whole number from 1 to {MAX_THREADS}, not {visible(text)!r}")
+    return threads
+
+
 @contextmanager
-def stack_runner(ray: bool, address: Optional[str]) -> Iterator[object | None]:
+def stack_runner(ray: bool, address: Optional[str], threads: int | None = None) -> Iterator[object | None]:
     """The stack runner the command asked for: None (train here, stack by
-    stack) or RayStacks, connected for the block. Ray not installed or a
-    cluster out of reach: one line, exit 1."""
+    stack, threads following the load), LocalStacks with pinned ``threads``,
+    or RayStacks, connected for the block. Ray not installed or a cluster out
+    of reach: one line, exit 1."""
     if not ray and address is None:
-        yield None
+        if threads is None:
+            yield None
+        else:
+            from fmlab.trainer.jobs import LocalStacks
+
+            yield LocalStacks(threads)
         return
     from rich.markup import escape
 
@@ -286,7 +317,7 @@ def stack_runner(ray: bool, address: Optional[str]) -> Iterator[object | None]:
     if problem is not None:
         fail(problem)
     with connection:
-        yield RayStacks()
+        yield RayStacks(cpus_per_task=threads)
 
 
 DATA_DIR_HELP = "Folder holding the four Fashion-MNIST IDX files (plain or .gz); else ./data, then others."

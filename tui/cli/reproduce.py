@@ -10,10 +10,12 @@ import typer
 from fmlab.tui.cli.options import (
     data_dir_option,
     load_data,
+    parse_threads,
     quiet_option,
     ray_address_option,
     ray_option,
     stack_runner,
+    threads_option,
     wants_ray,
 )
 from fmlab.tui.cli.output import absolute, fail, plural, usage_error
@@ -38,6 +40,7 @@ def reproduce(
     quiet: bool = quiet_option(),
     ray: bool = ray_option(),
     ray_address: Optional[str] = ray_address_option(),
+    threads: Optional[str] = threads_option(),
 ) -> None:
     """Run all four studies of the reference and write OUT/REPORT.md.
 
@@ -62,6 +65,7 @@ def reproduce(
         usage_error(exc.field, exc.message)
     require_writable_dir(out, "out")
     on_ray = wants_ray(ray, ray_address)
+    pinned = parse_threads(threads)
     # on Ray the driver holds the data on the CPU; each task moves it to its device
     datasets = load_data(data_dir, "cpu" if on_ray else "auto")
     repro = Reproduction(out, quick=quick, stacked=stack, threshold=rule)
@@ -70,7 +74,7 @@ def reproduce(
     cancel = threading.Event()
     stopped_by: int | None = None
     started = time.perf_counter()
-    with stack_runner(ray, ray_address) as stacks:
+    with stack_runner(ray, ray_address, pinned) as stacks:
         for number, study in enumerate(repro.studies, start=1):
             if cancel.is_set():
                 break

@@ -21,6 +21,7 @@ from fmlab.tui.cli.options import (
     json_option,
     load_data,
     model_option,
+    parse_threads,
     quiet_option,
     ray_address_option,
     ray_option,
@@ -28,6 +29,7 @@ from fmlab.tui.cli.options import (
     session_ref_option,
     sessions_dir_option,
     stack_runner,
+    threads_option,
     wants_ray,
     with_model,
     write_out,
@@ -71,6 +73,7 @@ def sweep(
     model: Optional[str] = model_option(),
     ray: bool = ray_option(),
     ray_address: Optional[str] = ray_address_option(),
+    threads: Optional[str] = threads_option(),
     **fields: object,
 ) -> None:
     """Train every combination of a grid and print a results table as runs finish.
@@ -96,6 +99,7 @@ def sweep(
     fmt = check_format(fmt, json_output)
     check_out_file(out)
     on_ray = wants_ray(ray, ray_address, model)
+    pinned = parse_threads(threads)
     chosen = None
     if preset is not None:
         chosen = PRESETS.get(preset.strip().lower())
@@ -130,7 +134,7 @@ def sweep(
     columns = table_columns(runner.record.table, runner.record.configs)
     # on Ray the driver holds the data on the CPU; each task moves it to its device
     datasets = load_data(data_dir, "cpu" if on_ray else runner.record.configs[0].device)
-    with stack_runner(ray, ray_address) as stacks:
+    with stack_runner(ray, ray_address, pinned) as stacks:
         stopped_by = _run_sweep(runner, datasets, columns, fmt, quiet, stacks)
     _finish_sweep(runner, columns, fmt, out, figures)
     if stopped_by is not None:

@@ -18,12 +18,14 @@ from fmlab.tui.cli.options import (
     json_option,
     load_data,
     model_option,
+    parse_threads,
     quiet_option,
     require_writable_dir,
     resolve_sessions_dir,
     run_field_options,
     session_ref_option,
     sessions_dir_option,
+    threads_option,
     with_model,
 )
 from fmlab.tui.cli.output import FAILURE, absolute, config_usage_error, fail, percent, plural, print_json
@@ -51,13 +53,15 @@ def run_training(
     json_output: bool,
     quiet: bool,
     resume_ref: str | None = None,
+    threads: int | None = None,
 ) -> None:
-    from fmlab.trainer.jobs import Job, JobError, JobService
+    from fmlab.trainer.jobs import Job, JobError, JobService, LocalStacks
 
     module = config.model if config.model.module is not None else None
     job = resumable_job(sessions_dir, resume_ref, module) if resume_ref else Job(config)
     config = job.config
-    service = JobService(sessions_dir, load_data(data_dir, config.device), on_warning=SaveWarnings())
+    service = JobService(sessions_dir, load_data(data_dir, config.device), on_warning=SaveWarnings(),
+                         stacks=LocalStacks(threads))  # fmt: skip
     try:
         service.check_resumed(job)
     except JobError as exc:
@@ -128,6 +132,7 @@ def train(
         "are used); latest or -1 is the newest session.",
     ),
     model: Optional[str] = model_option(),
+    threads: Optional[str] = threads_option(),
     **fields: object,
 ) -> None:
     """Train one run and save it as a session.
@@ -143,10 +148,12 @@ def train(
     """
     from fmlab.trainer.fields import parse_run_config
 
+    pinned = parse_threads(threads)
     try:
         config = parse_run_config(**with_model(fields, model))
     except ConfigError as exc:
         config_usage_error(exc)
     directory = resolve_sessions_dir(sessions_dir)
     require_writable_dir(directory, "sessions-dir")
-    run_training(config, data_dir, directory, json_output=json_output, quiet=quiet, resume_ref=resume)
+    run_training(config, data_dir, directory, json_output=json_output, quiet=quiet, resume_ref=resume,
+                 threads=pinned)  # fmt: skip
