@@ -1,6 +1,6 @@
 """Where an epoch's time goes: the textbook loop, then one change at a time.
 
-    python -m bench.epoch_breakdown [--arch base] [--threads 2]
+    python -m bench.epoch_breakdown [--arch base] [--threads 2] [--rounds 3] [--skip-textbook]
 
 Variants, all one epoch of SGD at batch 64 on the real training set, timed in
 this one process (training only, no evaluation):
@@ -11,11 +11,20 @@ this one process (training only, no evaluation):
   fmlab      fmlab's plain-SGD stepper (the update folded into the backward)
 It also prints the arithmetic limit: 6 x parameters FLOP per sample (forward
 2, backward 4) at the matmul rate this machine reaches on a large product.
+
+Then the floor that means something on any CPU (bench.floor): the step's own
+matrix products alone, at their real shapes and batch, as fmlab lays out
+their operands and in the fastest layouts; fmlab's epoch and both floors are
+timed in turn for ``--rounds`` rounds, and the medians compared. The
+percentages are floor / fmlab: 100% would be a step with nothing but its
+products.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +34,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+from bench.floor import floor_seconds, flops_per_step, products
 from bench.textbook import torchvision_root
 from fmlab.trainer import data
+from fmlab.trainer.device import cpu_model
 from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.models import build_mlp
 from fmlab.trainer.training.steppers import MomentumOrAdam, make_stepper
@@ -64,6 +75,7 @@ def main() -> None:
     parser.add_argument("--arch", default="base")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-textbook", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of fmlab's epoch against the floors")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = parse_run_config(arch=args.arch, lr=0.1, device="cpu")
@@ -72,6 +84,7 @@ def main() -> None:
     x, y = ds.train_x, ds.train_y
     onehot_t = F.one_hot(y, 10).float().t()
     slices = [(x[i : i + BATCH], y[i : i + BATCH]) for i in range(0, len(x), BATCH)]
+    print(f"{cpu_model()}: {cpu_flags()}; torch {torch.__version__}")
     print(f"{config.model.name}: {config.model.num_params:,} parameters, {args.threads} threads")
     results = {}
     if not args.skip_textbook:
@@ -103,6 +116,43 @@ def main() -> None:
     for name, seconds in results.items():
         print(f"{name:<10} {seconds / base:6.3f} x {'textbook' if 'textbook' in results else 'in-memory'}"
               f"   {limit / seconds:5.1%} of the arithmetic limit")  # fmt: skip
+    against_floor(config, len(x), args.rounds, fmlab)
+
+
+def cpu_flags() -> str:
+    """The vector extensions this CPU reports (Linux), for the record."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return "flags unknown"
+    wanted = [f for f in flags if f.startswith(("avx", "amx", "fma"))]
+    return " ".join(sorted(wanted)) or "no AVX"
+
+
+def against_floor(config, samples: int, rounds: int, fmlab_epoch) -> None:
+    """fmlab's epoch against the step's own products, in turn, ``rounds`` times."""
+    sizes = config.model.sizes
+    steps = math.ceil(samples / BATCH)
+    sample_steps = min(steps, 300)  # the floors are timed on part of an epoch, then scaled
+    layouts = {"fmlab's layouts": products(sizes, BATCH, best=False),
+               "best layouts": products(sizes, BATCH, best=True)}  # fmt: skip
+    times: dict[str, list[float]] = {"fmlab": [], **{name: [] for name in layouts}}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fmlab_epoch()
+        times["fmlab"].append(time.perf_counter() - start)
+        for name, step_products in layouts.items():
+            times[name].append(floor_seconds(step_products, sample_steps) * steps / sample_steps)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    rate = flops_per_step(sizes, BATCH) * steps / median["best layouts"] / 1e9
+    print(f"\nagainst the step's own products ({rounds} rounds, medians; per epoch of {steps} steps):")
+    print(f"fmlab step        {median['fmlab']:7.2f} s   ({' '.join(f'{v:.2f}' for v in times['fmlab'])})")
+    for name in layouts:
+        print(
+            f"floor, {name:<16} {median[name]:5.2f} s   fmlab at {median[name] / median['fmlab']:5.1%} of it"
+        )
+    print(f"(the products in the best layouts run at {rate:.0f} GFLOP/s)")
 
 
 if __name__ == "__main__":

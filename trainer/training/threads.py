@@ -19,12 +19,15 @@ count (autograd) keeps its count; so does a machine without /proc/stat.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger("fmlab.threads")
 
 INTERVAL = 0.25  # seconds between two looks at the machine's load
 _STAT = "/proc/stat"
@@ -141,8 +144,10 @@ class ThreadGovernor:
             self._last = None  # /proc/stat went away: stay as we are
             return
         self._last = now
-        wanted = threads_for(self.cores, competing_cores(last, now), self.most)
+        competing = competing_cores(last, now)
+        wanted = threads_for(self.cores, competing, self.most)
         if wanted != self.current:
+            log.debug("%d -> %d threads: other programs busy on %.2f cores", self.current, wanted, competing)
             torch.set_num_threads(wanted)
             self.current = wanted
             self.lowest = min(self.lowest, wanted)
