@@ -310,11 +310,12 @@ def test_the_schema_validates_real_session_files(tiny_data_dir, sessions_dir, tm
         ["--epochs", 1, "--arch", "8,4", "--optimizer", "adam", "--lr", "0.001", "--shuffle"],
         ["--epochs", 2, "--lr", "1e5"],
         ["--epochs", 1, "--arch", "conv(4,3) bn relu maxpool(2) dropout(0.1) flatten fc(10)"],
+        ["--epochs", 1, "--arch", "8", "--precision", "bf16"],
     ):
         invoke("train", *args, "--quiet", "--data-dir", tiny_data_dir, "--sessions-dir", sessions_dir)
     write_record(sessions_dir, make_record("fixture-run"))
     files = sorted(sessions_dir.glob("*.json"))
-    assert len(files) == 5
+    assert len(files) == 6
     assert any(load(p).status == "diverged" for p in files)  # null losses in its columns
     for path in files:
         document = json.loads(path.read_text())
@@ -330,6 +331,7 @@ def test_the_schema_validates_real_session_files(tiny_data_dir, sessions_dir, tm
         lambda d: d.update(status="finished"),
         lambda d: d["config"].update(epochs="2"),
         lambda d: d["config"].update(optimizer="SGD"),
+        lambda d: d["config"].update(precision="fp16"),
         lambda d: d["config"].update(lr=0),
         lambda d: d["results"].update(epochs_done=-1),
         lambda d: d["epochs"][0].update(test_acc=True),

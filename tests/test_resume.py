@@ -19,7 +19,9 @@ from fmlab.tui.cli import app
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("kw", [{}, {"shuffle": True, "optimizer": "adam", "lr": 0.01}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"shuffle": True, "optimizer": "adam", "lr": 0.01}, {"precision": "bf16"}], ids=str
+)
 def test_resumed_run_equals_an_uninterrupted_one(tiny_dataset, kw):
     config = parse_run_config(epochs=4, arch="32", **kw)
     whole = [e for e in train_one(config, tiny_dataset) if isinstance(e, EpochMetrics)]

@@ -54,6 +54,8 @@ CASES = {
     "momentum": dict(arch="base", momentum=0.9),
     "small batches": dict(arch="base", batch_size=10),
     "shuffled, deeper": dict(arch="deeper", shuffle=True, epochs=1),
+    "bf16": dict(arch="base", precision="bf16"),
+    "bf16, adam, small batches": dict(arch="base", precision="bf16", optimizer="adam", batch_size=10),
 }
 
 

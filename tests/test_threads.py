@@ -79,9 +79,31 @@ def until(condition, governor: ThreadGovernor, seconds: float = 15.0) -> bool:
     return False
 
 
+def quiet_machine(seconds: float = 20.0) -> bool:
+    """Wait for other programs to leave both cores free (processes of an earlier test)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        before = Sample(threads._busy_seconds(False), threads._own_seconds(), time.monotonic())
+        time.sleep(0.5)
+        after = Sample(threads._busy_seconds(False), threads._own_seconds(), time.monotonic())
+        if competing_cores(before, after) < 0.3:
+            return True
+    return False
+
+
 @TWO_CORES
-@pytest.mark.parametrize("spinner", [0], indirect=True)
-def test_a_busy_neighbour_takes_a_thread_and_gives_it_back(two_threads, spinner):
+def test_a_busy_neighbour_takes_a_thread_and_gives_it_back(two_threads):
+    if not quiet_machine():
+        pytest.skip("other programs kept a core busy for 20 s: no idle state to return to")
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+    try:
+        governor_follows_the_spinner(spinner)
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def governor_follows_the_spinner(spinner: subprocess.Popen) -> None:
     governor = ThreadGovernor(None, adaptive=True)
     assert governor.adaptive and governor.current == 2
     assert until(lambda: governor.current == 1, governor)
@@ -96,6 +118,8 @@ def test_a_busy_neighbour_takes_a_thread_and_gives_it_back(two_threads, spinner)
 @TWO_CORES
 @pytest.mark.parametrize("spinner", [19], indirect=True)
 def test_a_niced_neighbour_is_not_counted(spinner):
+    if not quiet_machine():
+        pytest.skip("other programs kept a core busy for 20 s")
     time.sleep(0.2)
     start = threads._busy_seconds(niced=False), threads._busy_seconds(niced=True), time.monotonic()
     time.sleep(1.0)

@@ -71,6 +71,42 @@ def test_plain_sgd_matches_autograd_and_torch_sgd(tiny_dataset):
         torch.testing.assert_close(ours, theirs.detach(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("optimizer, momentum", [("sgd", 0.0), ("sgd", 0.9), ("adam", 0.0)])
+def test_bf16_steps_follow_autograd_in_bf16_and_keep_fp32_weights(tiny_dataset, optimizer, momentum):
+    """bf16: the products of autograd's own bf16 run, the update in fp32."""
+    config = parse_run_config(lr=0.05 if optimizer == "sgd" else 0.001, arch="32,16", optimizer=optimizer,
+                              momentum=momentum, precision="bf16")  # fmt: skip
+    reference = build_mlp(config.model, 0)
+    opt_class = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    kwargs = {"momentum": momentum} if optimizer == "sgd" else {}
+    torch_opt = opt_class(reference.parameters(), lr=config.optimizer.lr, **kwargs)
+    stepper = make_stepper([config], torch.device("cpu"))
+    for start in (0, 64, 128):
+        x, y, onehot_t = batch(tiny_dataset, start)
+        torch_opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = reference(x)
+        F.cross_entropy(logits.float(), y).backward()
+        torch_opt.step()
+        stepper.step(x, y, onehot_t, want_stats=False)
+    assert all(p.dtype == torch.float32 for p in stepper.params())
+    for ours, theirs in zip(stepper.member_params(0), reference.parameters()):
+        # bf16 keeps 8 bits: the two round in different places, not far apart
+        torch.testing.assert_close(ours, theirs.detach(), rtol=2e-2, atol=2e-3)
+    fp32 = make_stepper([parse_run_config(lr=config.optimizer.lr, arch="32,16", optimizer=optimizer,
+                                          momentum=momentum)], torch.device("cpu"))  # fmt: skip
+    for start in (0, 64, 128):
+        fp32.step(*batch(tiny_dataset, start), want_stats=False)
+    assert any(not torch.equal(a, b) for a, b in zip(fp32.params(), stepper.params()))  # it is bf16
+
+
+def test_bf16_learns_the_tiny_problem(tiny_dataset):
+    runs = {p: of(run_all(parse_run_config(epochs=3, lr=0.1, device="cpu", precision=p), tiny_dataset),
+                  EpochMetrics) for p in ("fp32", "bf16")}  # fmt: skip
+    assert runs["bf16"][-1].test_acc > 90
+    assert abs(runs["bf16"][-1].test_acc - runs["fp32"][-1].test_acc) < 3
+
+
 @pytest.mark.parametrize("optimizer, momentum", [("sgd", 0.9), ("adam", 0.0)])
 def test_momentum_and_adam_follow_torch_optim(tiny_dataset, optimizer, momentum):
     config = parse_run_config(lr=0.01, arch="32", optimizer=optimizer, momentum=momentum)

@@ -40,6 +40,8 @@ ARCH_CHOICES = (
 )
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
+# fp32 throughout, or bf16 matrix products with fp32 weights (MLPs only)
+PRECISIONS = ("fp32", "bf16")
 INPUT_SIZE = 784
 NUM_CLASSES = 10
 MAX_EPOCHS = 10_000
@@ -179,6 +181,7 @@ class RunConfig:
     seed: int = 0
     shuffle: bool = False  # the reference experiments keep the file order
     device: str = "auto"  # "auto" picks CUDA when available
+    precision: str = "fp32"  # the reference numbers are fp32
     full_steps: int = 100  # every step's metrics are kept for this many steps
     step_every: int = 10  # then one step in this many
 

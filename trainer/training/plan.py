@@ -20,7 +20,7 @@ def stack_key(config: RunConfig) -> tuple:
     order = (config.shuffle, config.seed if config.shuffle else None)
     logging = (config.full_steps, config.step_every)
     rule = (config.optimizer.name, config.optimizer.momentum)
-    return (config.model, config.batch_size, order, logging, rule, config.device)
+    return (config.model, config.batch_size, order, logging, rule, config.device, config.precision)
 
 
 def plan_stacks(keys: Sequence[tuple], stacked: bool = True) -> list[list[int]]:

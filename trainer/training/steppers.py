@@ -9,6 +9,10 @@ interface; two implementations are chosen per group:
 - :class:`MomentumOrAdam`: explicit gradients, then SGD with momentum or Adam
   per member (each with its own learning rate).
 
+Precision: fp32 throughout, or (``precision="bf16"``) every matrix product in
+bfloat16 on bf16 copies of the fp32 weights, which stay the ones updated;
+activations are bf16, the softmax, the loss and each update's sums fp32.
+
 Layout: weights are ``[M, out, in]`` and activations are kept transposed,
 ``[M, width, batch]``, so every product is a plain mm/bmm with no copies:
 the first layer is one matmul of all members' weights against the shared
@@ -80,6 +84,8 @@ class Stepper:
         # [M, out, in] and [M, out]; contiguous, so layer 0 also views as [M*out, in]
         self.weights = [torch.stack([m[i].weight.data for m in models]).to(device) for i in range(depth)]
         self.biases = [torch.stack([m[i].bias.data for m in models]).to(device) for i in range(depth)]
+        self.dtype = torch.bfloat16 if configs[0].precision == "bf16" else torch.float32
+        self._copy_for_products()
         # kept on the device: a Python float per member would force a sync per step
         self.lr = torch.tensor([c.optimizer.lr for c in configs], device=device)
         self.num_params = configs[0].model.num_params
@@ -106,7 +112,22 @@ class Stepper:
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor a step changes (what a captured CUDA graph must put back)."""
-        return [*self.params(), self.loss_sum, self.correct, *self._optimizer_tensors()]
+        copies = [*self.product_weights, *self.product_biases] if self.dtype != torch.float32 else []
+        return [*self.params(), *copies, self.loss_sum, self.correct, *self._optimizer_tensors()]
+
+    def _copy_for_products(self) -> None:
+        """The weights the products read: the fp32 weights themselves, or bf16 copies."""
+        if self.dtype == torch.float32:
+            self.product_weights, self.product_biases = self.weights, self.biases
+        else:
+            self.product_weights = [w.to(self.dtype) for w in self.weights]
+            self.product_biases = [b.to(self.dtype) for b in self.biases]
+
+    def _refresh_copies(self, index: int) -> None:
+        """After layer ``index``'s update: its bf16 copies follow (nothing to do in fp32)."""
+        if self.dtype != torch.float32:
+            self.product_weights[index].copy_(self.weights[index])
+            self.product_biases[index].copy_(self.biases[index])
 
     def member_params(self, position: int) -> list[torch.Tensor]:
         """One member's parameters, in ``model.parameters()`` order."""
@@ -118,6 +139,7 @@ class Stepper:
         """Rebuild every stacked tensor with only these member positions."""
         self.weights = [w.index_select(0, positions) for w in self.weights]
         self.biases = [b.index_select(0, positions) for b in self.biases]
+        self._copy_for_products()
         self.lr = self.lr.index_select(0, positions)
         self.loss_sum = self.loss_sum.index_select(0, positions)
         self.correct = self.correct.index_select(0, positions)
@@ -137,6 +159,7 @@ class Stepper:
         """Put a checkpoint's state (checked by its loader) into a member."""
         for mine, saved in zip(self.member_params(position), state["params"]):
             mine.copy_(saved)
+        self._copy_for_products()
         self._load_optimizer_state(position, state["optimizer"])
 
     # ------------------------------------------------------------ products
@@ -147,10 +170,10 @@ class Stepper:
     def _layer(self, index: int, inputs: torch.Tensor) -> torch.Tensor:
         """Layer ``index``'s pre-activation [M, out, batch]; layer 0's ``inputs``
         are the shared batch [batch, in], later ones [M, in, batch]."""
-        weight, bias = self.weights[index], self.biases[index]
+        weight, bias = self.product_weights[index], self.product_biases[index]
         batch = inputs.shape[0] if index == 0 else inputs.shape[2]
         if self._narrow(index, batch):
-            out = torch.empty(self.size, weight.shape[1], batch, device=weight.device)
+            out = torch.empty(self.size, weight.shape[1], batch, device=weight.device, dtype=self.dtype)
             with one_thread():
                 for m in range(self.size):
                     member_inputs = inputs.t() if index == 0 else inputs[m]
@@ -162,9 +185,9 @@ class Stepper:
         return torch.baddbmm(bias.unsqueeze(2), weight, inputs)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's output transposed to [M, width, batch] (x itself first),
-        ReLU applied to all but the last (the logits)."""
-        outputs = [x]
+        """Every layer's output transposed to [M, width, batch] (x itself first,
+        in the products' precision), ReLU applied to all but the last (the logits)."""
+        outputs = [x.to(self.dtype)]
         for index in range(self.depth):
             z = self._layer(index, outputs[-1])
             outputs.append(z.relu_() if index < self.depth - 1 else z)
@@ -173,9 +196,9 @@ class Stepper:
     def _backward_input(self, index: int, delta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """d(loss)/d(layer index's inputs) through its ReLU, from its output's ``delta``;
         computed before the layer's weights are updated."""
-        weight = self.weights[index]
+        weight = self.product_weights[index]
         if self._narrow(index, delta.shape[2]):
-            back = torch.empty(inputs.shape, device=delta.device)
+            back = torch.empty(inputs.shape, device=delta.device, dtype=self.dtype)
             with one_thread():
                 for m in range(self.size):
                     torch.mm(weight[m].t(), delta[m], out=back[m])
@@ -186,7 +209,20 @@ class Stepper:
     def _weight_product(self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor,
                         alpha: float = 1.0, beta: float = 0.0) -> None:  # fmt: skip
         """``out = beta * out + alpha * delta @ inputs^T`` (a weight gradient, or
-        with beta=1 and alpha=-1 an update folded into it)."""
+        with beta=1 and alpha=-1 an update folded into it); in bf16 the product
+        is made apart and added to the fp32 ``out`` (beta 0 or 1)."""
+        if self.dtype != torch.float32:
+            product = torch.empty(out.shape, device=out.device, dtype=self.dtype)
+            self._product_into(index, delta, inputs, product, 1.0, 0.0)
+            if beta == 0:
+                torch.mul(product, alpha, out=out)
+            else:
+                out.add_(product, alpha=alpha)
+            return
+        self._product_into(index, delta, inputs, out, alpha, beta)
+
+    def _product_into(self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor,
+                      alpha: float, beta: float) -> None:  # fmt: skip
         if self._narrow(index, delta.shape[2]):
             with one_thread():
                 for m in range(self.size):
@@ -205,7 +241,7 @@ class Stepper:
         """Each member's summed loss [M] (also added to the epoch sums) and
         d(mean loss)/d(logits) = (softmax - onehot) / batch, times ``scale``
         (per member [M, 1, 1], or a number), as [M, 10, batch]."""
-        logits = outputs[-1]
+        logits = outputs[-1].float()
         log_probs = torch.log_softmax(logits, 1)
         targets = y.view(1, 1, -1).expand(self.size, 1, -1)
         loss = log_probs.gather(1, targets).sum((1, 2)).neg_()
@@ -246,11 +282,12 @@ class Stepper:
         loss = torch.zeros(self.size, device=x.device)
         correct = torch.zeros(self.size, dtype=torch.long, device=x.device)
         for start in range(0, len(x), EVAL_CHUNK):
-            h, target = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            h, target = x[start : start + EVAL_CHUNK].to(self.dtype), y[start : start + EVAL_CHUNK]
             for index in range(self.depth):  # only the current layer's output is kept
                 h = self._layer(index, h)
                 if index < self.depth - 1:
                     h.relu_()
+            h = h.float()
             log_probs = torch.log_softmax(h, 1)
             loss -= log_probs.gather(1, target.view(1, 1, -1).expand(self.size, 1, -1)).sum((1, 2))
             correct += (h.max(1).indices == target).sum(1)
@@ -298,15 +335,18 @@ class PlainSGD(Stepper):
         loss, delta = self._loss_and_delta(outputs, y, onehot_t, self._scale(x.shape[0]))
         weight_sums, bias_sums, squares = [], [], []
         for index in range(self.depth - 1, -1, -1):
-            inputs = outputs[index]
-            back = self._backward_input(index, delta, inputs) if index else None
-            grad_b = delta.sum(2)
-            if want_stats:
-                weight_sums.append(_weight_grad_sum(delta, inputs))
+            inputs, product_delta = outputs[index], delta.to(self.dtype)
+            back = self._backward_input(index, product_delta, inputs) if index else None
+            grad_b = delta.sum(2, dtype=torch.float32)
+            if want_stats:  # in fp32 whatever the products' precision
+                weight_sums.append(_weight_grad_sum(delta.float(), inputs.float()))
                 bias_sums.append(grad_b.sum(1))
-                squares.append(self._weight_grad_square(index, delta, inputs) + grad_b.square().sum(1))
-            self._weight_product(index, delta, inputs, self.weights[index], alpha=-1.0, beta=1.0)
+                squares.append(
+                    self._weight_grad_square(index, delta.float(), inputs.float()) + grad_b.square().sum(1)
+                )
+            self._weight_product(index, product_delta, inputs, self.weights[index], alpha=-1.0, beta=1.0)
             self.biases[index].sub_(grad_b)
+            self._refresh_copies(index)
             delta = back
         if not want_stats:
             return loss, None
@@ -356,10 +396,10 @@ class MomentumOrAdam(Stepper):
         outputs = self.forward(x)
         loss, delta = self._loss_and_delta(outputs, y, onehot_t, 1.0 / x.shape[0])
         for index in range(self.depth - 1, -1, -1):
-            inputs = outputs[index]
-            back = self._backward_input(index, delta, inputs) if index else None
-            self._weight_product(index, delta, inputs, self.grads[2 * index])
-            torch.sum(delta, 2, out=self.grads[2 * index + 1])
+            inputs, product_delta = outputs[index], delta.to(self.dtype)
+            back = self._backward_input(index, product_delta, inputs) if index else None
+            self._weight_product(index, product_delta, inputs, self.grads[2 * index])
+            torch.sum(delta, 2, dtype=torch.float32, out=self.grads[2 * index + 1])
             delta = back
         stats = self._grad_stats() if want_stats else None
         self.steps += 1
@@ -367,6 +407,8 @@ class MomentumOrAdam(Stepper):
             self._adam_update()
         else:
             self._momentum_update()
+        for index in range(self.depth):
+            self._refresh_copies(index)
         return loss, stats
 
     def _grad_stats(self) -> torch.Tensor:
