@@ -30,12 +30,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def device_name(device: torch.device, threads: str = "") -> str:
-    """The GPU's name, or the CPU's model and the threads torch trains with
-    (``threads`` says how many, else torch's count now)."""
+def device_name(device: torch.device, threads: str) -> str:
+    """The GPU's name, or the CPU's model and ``threads``, how many threads
+    torch trains with (ThreadGovernor.describe)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    if not threads:
-        count = torch.get_num_threads()
-        threads = f"{count} thread{'' if count == 1 else 's'}"
     return f"{cpu_model()}, {threads}"

@@ -285,18 +285,14 @@ def parse_threads(text: Optional[str]) -> int | None:
 
 
 @contextmanager
-def stack_runner(ray: bool, address: Optional[str], threads: int | None = None) -> Iterator[object | None]:
-    """The stack runner the command asked for: None (train here, stack by
-    stack, threads following the load), LocalStacks with pinned ``threads``,
-    or RayStacks, connected for the block. Ray not installed or a cluster out
-    of reach: one line, exit 1."""
+def stack_runner(ray: bool, address: Optional[str], threads: int | None = None) -> Iterator[object]:
+    """The stack runner the command asked for: LocalStacks (train here, stack
+    by stack; ``threads`` None follows the load) or RayStacks, connected for
+    the block. Ray not installed or a cluster out of reach: one line, exit 1."""
     if not ray and address is None:
-        if threads is None:
-            yield None
-        else:
-            from fmlab.trainer.jobs import LocalStacks
+        from fmlab.trainer.jobs import LocalStacks
 
-            yield LocalStacks(threads)
+        yield LocalStacks(threads)
         return
     from rich.markup import escape
 
