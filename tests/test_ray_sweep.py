@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'fmla
 
 from typer.testing import CliRunner  # noqa: E402
 
-from fmlab.trainer.cluster import connected  # noqa: E402
+from fmlab.trainer.cluster import connected, interruptible_workers  # noqa: E402
 from fmlab.trainer.events import EpochMetrics, RunStarted  # noqa: E402
 from fmlab.trainer.fields import parse_run_config  # noqa: E402
 from fmlab.trainer.jobs import Job, JobService  # noqa: E402
@@ -40,9 +40,10 @@ def cluster():
     may add a node."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 2, "num_gpus": 0, "resources": {"head": 1},
-                                      "include_dashboard": False})  # fmt: skip
+    with interruptible_workers():
+        cluster = Cluster(initialize_head=True,
+                          head_node_args={"num_cpus": 2, "num_gpus": 0, "resources": {"head": 1},
+                                          "include_dashboard": False})  # fmt: skip
     try:
         with connected(cluster.address):
             yield cluster
@@ -128,7 +129,8 @@ def test_a_node_lost_mid_sweep_costs_at_most_an_epoch(cluster, tiny_datasets, tm
     configs = grid(epochs=20, **SLOW)
     head_busy = placement_group([{"CPU": 2, "head": 1}])  # so that every stack starts on the doomed node
     ray.get(head_busy.ready())
-    doomed = cluster.add_node(num_cpus=2)
+    with interruptible_workers():
+        doomed = cluster.add_node(num_cpus=2)
     seen: dict[int, list[int]] = defaultdict(list)  # epochs per run, in the order they came
     starts: dict[int, int] = defaultdict(int)
 
@@ -296,3 +298,24 @@ def test_a_cancel_before_the_sweep_starts_trains_nothing(tiny_datasets, tmp_path
     service = JobService(tmp_path, tiny_datasets, stacks=RayStacks(cpus_per_task=1))
     assert list(service.run([Job(c) for c in grid(epochs=2)], cancel)) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ray_processes_hear_ctrl_c_when_fmlab_was_started_ignoring_it():
+    # Ray cancels a running task by interrupting it as Ctrl-C would; a job started with
+    # "&" from a script ignores Ctrl-C, and every process it starts used to inherit that
+    import subprocess
+
+    handler = [
+        sys.executable,
+        "-c",
+        "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)",
+    ]
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        outside = subprocess.run(handler, capture_output=True, text=True, check=True).stdout.strip()
+        with interruptible_workers():
+            inside = subprocess.run(handler, capture_output=True, text=True, check=True).stdout.strip()
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert (outside, inside, after) == ("True", "False", signal.SIG_IGN)

@@ -54,7 +54,11 @@ def connected(address: str | None = None, *, num_cpus: int | None = None) -> Ite
     sigterm = signal.getsignal(signal.SIGTERM)
     native = _NativeStderr()
     try:
-        with native.kept_aside(address is not None), _join_patience(address is not None):
+        with (
+            native.kept_aside(address is not None),
+            _join_patience(address is not None),
+            interruptible_workers(),
+        ):
             ray.init(**options, **quiet)
     except Exception as exc:  # Ray raises many kinds (ConnectionError, RuntimeError, ValueError...)
         where = "start Ray" if address is None else f"join the Ray cluster at {visible(address)}"
@@ -68,6 +72,25 @@ def connected(address: str | None = None, *, num_cpus: int | None = None) -> Ite
         _quiet_ray_notices(False)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, sigterm)  # ray.init put its own in
+
+
+@contextmanager
+def interruptible_workers() -> Iterator[None]:
+    """Ray processes started inside this block can be interrupted as Ctrl-C
+    would, which is how Ray cancels a running task. A process that ignores
+    Ctrl-C (a job started with ``&`` from a script) passes that on to every
+    process it starts, and a Ray worker that ignores it fails a cancel with
+    "TypeError: 'Handlers' object is not callable" instead of stopping; a
+    handler set here is reset to the default in each new process."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if not ignored or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _quiet_ray_notices(quiet: bool) -> None:
