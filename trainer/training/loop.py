@@ -185,18 +185,17 @@ class _Stack:
                 x_all, y_all, onehot = epoch_order(
                     (train_x, train_y, onehot_all), self.shape.shuffle, self.shuffler
                 )
-                for start in range(0, n_train, batch):
+                # views made in three calls, not three per step
+                batches = zip(x_all.split(batch), y_all.split(batch), onehot.t().split(batch, 1))
+                for x, y, onehot_t in batches:
                     if self.cancel.is_set():
                         break
                     governor.tick()
                     self.step += 1
-                    end = min(start + batch, n_train)
                     want = is_metric_step(self.step, self.shape.full_steps, self.shape.step_every)
-                    loss, stats = self.train_step(
-                        x_all[start:end], y_all[start:end], onehot[start:end].t(), want
-                    )
+                    loss, stats = self.train_step(x, y, onehot_t, want)
                     if want:
-                        self.recorder.record(self.step, epoch, loss / (end - start), stats)
+                        self.recorder.record(self.step, epoch, loss / len(x), stats)
                     if self.recorder.due():
                         yield from self._flush()
                         if not self.runs:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -59,6 +60,35 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@dataclass(frozen=True)
+class _Operands:
+    """One layer's parameters in the shapes its products read them, in the
+    products' precision: views, made once per stack, since at batch 64 a
+    view per product per step is a noticeable share of the step."""
+
+    weight: torch.Tensor  # [M, out, in]
+    weight_t: torch.Tensor  # [M, in, out]
+    bias_column: torch.Tensor  # [M, out, 1]; the input layer's [M * out, 1], beside flat_weight
+    flat_weight: torch.Tensor  # [M * out, in]
+    member_weights: tuple[torch.Tensor, ...]  # [out, in] each
+    member_weights_t: tuple[torch.Tensor, ...]  # [in, out] each
+    member_bias_columns: tuple[torch.Tensor, ...]  # [out, 1] each
+    narrow: bool  # fewer outputs than NARROW_ROWS
+
+    @classmethod
+    def of(cls, weight: torch.Tensor, bias: torch.Tensor, first: bool) -> _Operands:
+        return cls(
+            weight=weight,
+            weight_t=weight.transpose(1, 2),
+            bias_column=bias.view(-1, 1) if first else bias.unsqueeze(2),
+            flat_weight=weight.view(-1, weight.shape[2]),
+            member_weights=weight.unbind(0),
+            member_weights_t=tuple(w.t() for w in weight.unbind(0)),
+            member_bias_columns=tuple(b.unsqueeze(1) for b in bias.unbind(0)),
+            narrow=weight.shape[1] < NARROW_ROWS,
+        )
 
 
 class Stepper:
@@ -85,6 +115,7 @@ class Stepper:
         self.weights = [torch.stack([m[i].weight.data for m in models]).to(device) for i in range(depth)]
         self.biases = [torch.stack([m[i].bias.data for m in models]).to(device) for i in range(depth)]
         self.dtype = torch.bfloat16 if configs[0].precision == "bf16" else torch.float32
+        self.bf16 = self.dtype != torch.float32  # tested per step: a no-op .to() still costs a call
         self._copy_for_products()
         # kept on the device: a Python float per member would force a sync per step
         self.lr = torch.tensor([c.optimizer.lr for c in configs], device=device)
@@ -122,10 +153,14 @@ class Stepper:
         else:
             self.product_weights = [w.to(self.dtype) for w in self.weights]
             self.product_biases = [b.to(self.dtype) for b in self.biases]
+        self.operands = [
+            _Operands.of(w, b, first=index == 0)
+            for index, (w, b) in enumerate(zip(self.product_weights, self.product_biases))
+        ]
 
     def _refresh_copies(self, index: int) -> None:
         """After layer ``index``'s update: its bf16 copies follow (nothing to do in fp32)."""
-        if self.dtype != torch.float32:
+        if self.bf16:
             self.product_weights[index].copy_(self.weights[index])
             self.product_biases[index].copy_(self.biases[index])
 
@@ -165,29 +200,38 @@ class Stepper:
     # ------------------------------------------------------------ products
 
     def _narrow(self, index: int, batch: int) -> bool:
-        return self.weights[index].shape[1] < NARROW_ROWS or batch < NARROW_BATCH
+        return self.operands[index].narrow or batch < NARROW_BATCH
+
+    def _member_inputs(self, index: int, inputs: torch.Tensor) -> Sequence[torch.Tensor]:
+        """Each member's [in, batch] inputs to layer ``index`` (the input layer's are shared)."""
+        return (inputs.t(),) * self.size if index == 0 else inputs.unbind(0)
 
     def _layer(self, index: int, inputs: torch.Tensor) -> torch.Tensor:
         """Layer ``index``'s pre-activation [M, out, batch]; layer 0's ``inputs``
         are the shared batch [batch, in], later ones [M, in, batch]."""
-        weight, bias = self.product_weights[index], self.product_biases[index]
+        ops = self.operands[index]
         batch = inputs.shape[0] if index == 0 else inputs.shape[2]
         if self._narrow(index, batch):
-            out = torch.empty(self.size, weight.shape[1], batch, device=weight.device, dtype=self.dtype)
+            out = torch.empty(
+                self.size, ops.weight.shape[1], batch, device=ops.weight.device, dtype=self.dtype
+            )
             with one_thread():
-                for m in range(self.size):
-                    member_inputs = inputs.t() if index == 0 else inputs[m]
-                    torch.addmm(bias[m].unsqueeze(1), weight[m], member_inputs, out=out[m])
+                for bias, weight, member_inputs, member_out in zip(
+                    ops.member_bias_columns,
+                    ops.member_weights,
+                    self._member_inputs(index, inputs),
+                    out.unbind(0),
+                ):
+                    torch.addmm(bias, weight, member_inputs, out=member_out)
             return out
         if index == 0:
-            z = torch.addmm(bias.view(-1, 1), weight.view(-1, weight.shape[2]), inputs.t())
-            return z.view(self.size, -1, batch)
-        return torch.baddbmm(bias.unsqueeze(2), weight, inputs)
+            return torch.addmm(ops.bias_column, ops.flat_weight, inputs.t()).view(self.size, -1, batch)
+        return torch.baddbmm(ops.bias_column, ops.weight, inputs)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's output transposed to [M, width, batch] (x itself first,
         in the products' precision), ReLU applied to all but the last (the logits)."""
-        outputs = [x.to(self.dtype)]
+        outputs = [x.to(self.dtype) if self.bf16 else x]
         for index in range(self.depth):
             z = self._layer(index, outputs[-1])
             outputs.append(z.relu_() if index < self.depth - 1 else z)
@@ -196,14 +240,16 @@ class Stepper:
     def _backward_input(self, index: int, delta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """d(loss)/d(layer index's inputs) through its ReLU, from its output's ``delta``;
         computed before the layer's weights are updated."""
-        weight = self.product_weights[index]
+        ops = self.operands[index]
         if self._narrow(index, delta.shape[2]):
             back = torch.empty(inputs.shape, device=delta.device, dtype=self.dtype)
             with one_thread():
-                for m in range(self.size):
-                    torch.mm(weight[m].t(), delta[m], out=back[m])
+                for weight_t, member_delta, member_back in zip(
+                    ops.member_weights_t, delta.unbind(0), back.unbind(0)
+                ):
+                    torch.mm(weight_t, member_delta, out=member_back)
         else:
-            back = torch.bmm(weight.transpose(1, 2), delta)
+            back = torch.bmm(ops.weight_t, delta)
         return torch.ops.aten.threshold_backward(back, inputs, 0)
 
     def _weight_product(self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor,
@@ -211,7 +257,7 @@ class Stepper:
         """``out = beta * out + alpha * delta @ inputs^T`` (a weight gradient, or
         with beta=1 and alpha=-1 an update folded into it); in bf16 the product
         is made apart and added to the fp32 ``out`` (beta 0 or 1)."""
-        if self.dtype != torch.float32:
+        if self.bf16:
             product = torch.empty(out.shape, device=out.device, dtype=self.dtype)
             self._product_into(index, delta, inputs, product, 1.0, 0.0)
             if beta == 0:
@@ -224,10 +270,10 @@ class Stepper:
     def _product_into(self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor,
                       alpha: float, beta: float) -> None:  # fmt: skip
         if self._narrow(index, delta.shape[2]):
+            member_inputs = (inputs,) * self.size if index == 0 else inputs.transpose(1, 2).unbind(0)
             with one_thread():
-                for m in range(self.size):
-                    member_inputs = inputs if index == 0 else inputs[m].t()
-                    torch.addmm(out[m], delta[m], member_inputs, beta=beta, alpha=alpha, out=out[m])
+                for member_delta, member_in, member_out in zip(delta.unbind(0), member_inputs, out.unbind(0)):
+                    torch.addmm(member_out, member_delta, member_in, beta=beta, alpha=alpha, out=member_out)
         elif index == 0:
             flat = out.view(-1, out.shape[2])
             torch.addmm(flat, delta.reshape(-1, delta.shape[2]), inputs, beta=beta, alpha=alpha, out=flat)
@@ -241,9 +287,9 @@ class Stepper:
         """Each member's summed loss [M] (also added to the epoch sums) and
         d(mean loss)/d(logits) = (softmax - onehot) / batch, times ``scale``
         (per member [M, 1, 1], or a number), as [M, 10, batch]."""
-        logits = outputs[-1].float()
+        logits = outputs[-1].float() if self.bf16 else outputs[-1]
         log_probs = torch.log_softmax(logits, 1)
-        targets = y.view(1, 1, -1).expand(self.size, 1, -1)
+        targets = y.expand(self.size, 1, -1)
         loss = log_probs.gather(1, targets).sum((1, 2)).neg_()
         self.loss_sum += loss
         # max().indices, not argmax(): the same first-maximum index, and several
@@ -335,7 +381,7 @@ class PlainSGD(Stepper):
         loss, delta = self._loss_and_delta(outputs, y, onehot_t, self._scale(x.shape[0]))
         weight_sums, bias_sums, squares = [], [], []
         for index in range(self.depth - 1, -1, -1):
-            inputs, product_delta = outputs[index], delta.to(self.dtype)
+            inputs, product_delta = outputs[index], (delta.to(self.dtype) if self.bf16 else delta)
             back = self._backward_input(index, product_delta, inputs) if index else None
             grad_b = delta.sum(2, dtype=torch.float32)
             if want_stats:  # in fp32 whatever the products' precision
@@ -396,7 +442,7 @@ class MomentumOrAdam(Stepper):
         outputs = self.forward(x)
         loss, delta = self._loss_and_delta(outputs, y, onehot_t, 1.0 / x.shape[0])
         for index in range(self.depth - 1, -1, -1):
-            inputs, product_delta = outputs[index], delta.to(self.dtype)
+            inputs, product_delta = outputs[index], (delta.to(self.dtype) if self.bf16 else delta)
             back = self._backward_input(index, product_delta, inputs) if index else None
             self._weight_product(index, product_delta, inputs, self.grads[2 * index])
             torch.sum(delta, 2, dtype=torch.float32, out=self.grads[2 * index + 1])
