@@ -14,6 +14,13 @@ meet the same machine. Printed: each case's epoch times,
 their median, and the ratios the targets are stated in (busy median against
 idle median, the slowest epoch next to nice neighbours against the idle
 median, governed idle against pinned idle).
+
+``--paired``: a machine that drifts by tens of percent over minutes hides a
+target stated against idle, so here one training runs a warm-up epoch and
+then 2 x ``--rounds`` + 1 epochs per case and policy while its neighbours,
+started once, are paused (SIGSTOP) for the even epochs and let go (SIGCONT,
+a second before the epoch starts) for the odd ones: every loaded epoch is
+compared with the mean of the idle epochs just before and after it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,7 +62,7 @@ def neighbours(kind: str, data_dir: str | None):
     try:
         if processes:
             time.sleep(SETTLE if kind == "busy" else SETTLE + 4)  # neighbours load the data first
-        yield
+        yield processes
     finally:
         for process in processes:
             process.kill()
@@ -82,6 +90,62 @@ def epochs(dataset, epochs: int, threads: int | None) -> list[float]:
     ]
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, its threads' included (Linux)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def paired(
+    dataset, kind: str, rounds: int, threads: int | None, data_dir: str | None
+) -> tuple[list[float], float]:
+    """Loaded epoch / the mean of the idle epochs on either side, once per
+    round; and the cores the neighbours used, on average, in loaded epochs."""
+    config = parse_run_config(arch="base", lr=0.1, epochs=2 * rounds + 2, device="cpu")
+    with neighbours(kind, data_dir) as processes:
+        pids = [p.pid for p in processes]
+        used = lambda: sum(cpu_seconds(pid) for pid in pids)  # noqa: E731
+        send = lambda sig: [os.kill(pid, sig) for pid in pids]  # noqa: E731
+        send(signal.SIGSTOP)
+        seconds: list[float] = []
+        neighbours_cpu = 0.0
+        for _, event in train([Member(config)], dataset, threads=threads):
+            if not isinstance(event, EpochMetrics):
+                continue
+            seconds.append(event.seconds)
+            if event.epoch % 2 == 0 and event.epoch < config.epochs:  # the next epoch is loaded
+                send(signal.SIGCONT)
+                time.sleep(SETTLE)
+                neighbours_cpu -= used()
+            elif event.epoch % 2 and event.epoch > 1:  # a loaded epoch ended
+                neighbours_cpu += used()
+                send(signal.SIGSTOP)
+        send(signal.SIGCONT)
+    idle, loaded = seconds[1::2], seconds[2::2]  # the first epoch warms up
+    ratios = [load / ((before + after) / 2) for load, before, after in zip(loaded, idle, idle[1:])]
+    return ratios, neighbours_cpu / sum(loaded)
+
+
+def run_paired(dataset, kinds: list[str], rounds: int, data_dir: str | None) -> None:
+    targets = {"busy": ("median", statistics.median, "<= 2.5"), "nice": ("slowest", max, "<= 1.5")}
+    for kind in kinds:
+        if kind not in targets:
+            continue
+        name, pick, target = targets[kind]
+        for threads in (None, torch.get_num_threads()):
+            ratios, cores = paired(dataset, kind, rounds, threads, data_dir)
+            label = f"{kind}, {'governed' if threads is None else f'pinned {threads}'}"
+            print(
+                f"{label:<16} loaded / idle either side: " + " ".join(f"{r:5.2f}" for r in ratios), flush=True
+            )
+            print(
+                f"{'':<16} {name} {pick(ratios):.3f}"
+                + (f"  (target: {target})" if threads is None else "")
+                + f"; the neighbours used {cores:.2f} cores meanwhile"
+            )
+
+
 def neighbour(data_dir: str | None) -> None:
     """A multi-threaded training that never ends (the nice case's neighbour)."""
     dataset = data.load(data.locate(data_dir))
@@ -95,6 +159,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--cases", default="idle,busy,nice", help="which of idle,busy,nice to run")
+    parser.add_argument("--paired", action="store_true", help="loaded epochs between idle ones (see above)")
     parser.add_argument("--neighbour", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.neighbour:
@@ -109,6 +174,9 @@ def main() -> None:
     )
     dataset = data.load(data.locate(args.data_dir))
     kinds = [kind for kind in ("idle", "busy", "nice") if kind in args.cases.split(",")]
+    if args.paired:
+        run_paired(dataset, kinds, args.rounds, args.data_dir)
+        return
     cases = [(kind, pinned) for kind in kinds for pinned in (None, torch.get_num_threads())]
     epochs(dataset, 1, None)  # a process's first epoch warms up; it counts for no case
     times: dict[tuple[str, int | None], list[float]] = {case: [] for case in cases}
