@@ -11,7 +11,13 @@ programs of the same or a higher priority took (Linux's /proc/stat, less this
 process's own training threads; the app's UI thread counts as a neighbour)
 and trains with as many threads as that leaves cores, up to the count it
 started with. Programs under ``nice`` take only what this one leaves idle, so
-they are not counted. The MLP steppers give the same numbers at any thread
+they are not counted, unless they do take cores from it: Linux's autogroups
+(on by default on desktops) rank ``nice`` only among the programs of one
+terminal session, so a niced program started from another terminal competes
+as an equal, and base epochs took 40 times their idle time beside one such
+spinning program. That shows as this process's training threads waiting for
+a core (their run delay, /proc/self/task/*/schedstat); from then on niced
+programs are counted until they leave the cores. The MLP steppers give the same numbers at any thread
 count (tests/test_stack_equality.py), so this changes the speed only. A
 pinned count (``--threads N``) or a stepper whose numbers depend on the
 count (autograd) keeps its count; so does a machine without /proc/stat.
@@ -30,26 +36,51 @@ import torch
 log = logging.getLogger("fmlab.threads")
 
 INTERVAL = 0.25  # seconds between two looks at the machine's load
+STARVED = 0.5  # cores' worth of waiting for a core that shows niced programs compete
+NICED_GONE = 0.5  # niced programs using fewer cores than this compete no longer
 _STAT = "/proc/stat"
 
 
 @dataclass(frozen=True)
 class Sample:
-    """CPU seconds so far: other programs' that compete with this one, and
-    this process's training threads'; and when they were read."""
+    """Seconds so far, and when they were read: CPU time of the programs at
+    this process's priority or above, of niced programs (0 for a niced
+    process: its busy time counts them), of this process's training threads,
+    and the time those threads waited for a core."""
 
     busy: float
+    niced: float
     own: float
+    waited: float
     at: float
 
 
-def competing_cores(before: Sample, after: Sample) -> float:
-    """Cores' worth of CPU the competing programs used between two samples."""
+@dataclass(frozen=True)
+class Load:
+    """Cores' worth of each between two samples: other programs at this
+    priority or above, niced programs, this process's training threads waiting."""
+
+    competing: float
+    niced: float
+    waited: float
+
+
+def load_between(before: Sample, after: Sample) -> Load:
     wall = after.at - before.at
     if wall <= 0:
-        return 0.0
+        return Load(0.0, 0.0, 0.0)
     others = (after.busy - before.busy) - (after.own - before.own)
-    return max(0.0, others / wall)
+    niced, waited = after.niced - before.niced, after.waited - before.waited
+    # never below zero: own time is read a moment after the machine's, threads end
+    return Load(max(0.0, others / wall), max(0.0, niced / wall), max(0.0, waited / wall))
+
+
+def niced_compete(load: Load, before: bool) -> bool:
+    """Whether niced programs take cores from this one: they keep its training
+    threads waiting, and stay counted until they leave the cores."""
+    if load.niced < NICED_GONE:
+        return False
+    return before or load.waited >= STARVED
 
 
 def threads_for(cores: int, competing: float, most: int) -> int:
@@ -57,8 +88,9 @@ def threads_for(cores: int, competing: float, most: int) -> int:
     return max(1, min(most, round(cores - competing)))
 
 
-def _busy_seconds(niced: bool) -> float | None:
-    """CPU seconds all programs spent at this process's priority or above."""
+def _machine_seconds(niced: bool) -> tuple[float, float] | None:
+    """CPU seconds all programs spent at this process's priority or above, and
+    niced ones (0 for a niced process: the first counts them)."""
     try:
         with open(_STAT, encoding="ascii") as handle:
             fields = handle.readline().split()
@@ -67,8 +99,39 @@ def _busy_seconds(niced: bool) -> float | None:
     if len(fields) < 8 or fields[0] != "cpu":
         return None
     user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
-    ticks = user + system + irq + softirq + (nice if niced else 0)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = user + system + irq + softirq
+    return ((busy + nice) / tick, 0.0) if niced else (busy / tick, nice / tick)
+
+
+def _waited_seconds() -> float:
+    """Seconds this process's training threads spent ready to run but waiting
+    for a core (0 where the kernel does not say)."""
+    # the main thread's id is the process's; off it, the main thread is the app's UI
+    ui = None if threading.current_thread() is threading.main_thread() else str(os.getpid())
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0.0
+    total = 0
+    for task in tasks:
+        if task == ui:
+            continue
+        try:
+            with open(f"/proc/self/task/{task}/schedstat", encoding="ascii") as handle:
+                total += int(handle.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def sample(niced: bool) -> Sample | None:
+    """The machine's and this process's counters now (None: no /proc/stat)."""
+    at = time.monotonic()
+    machine = _machine_seconds(niced)
+    if machine is None:
+        return None
+    return Sample(*machine, own=_own_seconds(), waited=_waited_seconds(), at=at)
 
 
 def _thread_seconds(tid: int) -> float:
@@ -120,8 +183,8 @@ class ThreadGovernor:
         self.current = self.most
         self.cores = _cores()
         self.niced = _niced()
-        self._last = self._sample() if pinned is None and adaptive and self.most > 1 else None
-        self.lowest = self.most  # the fewest threads used, for the record
+        self.niced_compete = False  # niced programs have been seen taking cores from this one
+        self._last = sample(self.niced) if pinned is None and adaptive and self.most > 1 else None
 
     @property
     def adaptive(self) -> bool:
@@ -139,25 +202,22 @@ class ThreadGovernor:
         last = self._last
         if last is None or time.monotonic() - last.at < INTERVAL:
             return
-        now = self._sample()
+        now = sample(self.niced)
         if now is None:
             self._last = None  # /proc/stat went away: stay as we are
             return
         self._last = now
-        competing = competing_cores(last, now)
+        load = load_between(last, now)
+        compete = niced_compete(load, self.niced_compete)
+        if compete != self.niced_compete:
+            log.debug("niced programs on %.2f cores %s", load.niced, "compete" if compete else "left")
+            self.niced_compete = compete
+        competing = load.competing + (load.niced if self.niced_compete else 0.0)
         wanted = threads_for(self.cores, competing, self.most)
         if wanted != self.current:
             log.debug("%d -> %d threads: other programs busy on %.2f cores", self.current, wanted, competing)
             torch.set_num_threads(wanted)
             self.current = wanted
-            self.lowest = min(self.lowest, wanted)
 
     def close(self) -> None:
         torch.set_num_threads(self.start_count)
-
-    def _sample(self) -> Sample | None:
-        at = time.monotonic()
-        busy = _busy_seconds(self.niced)
-        if busy is None:
-            return None
-        return Sample(busy, _own_seconds(), at)
