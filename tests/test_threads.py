@@ -61,17 +61,18 @@ def test_the_load_is_each_counter_over_the_wall_time():
 
 
 @pytest.mark.parametrize(
-    "niced, waited, before, expected",
+    "niced, waited, before, fits, expected",
     [
-        (1.0, 0.0, False, False),  # niced programs busy, training threads not kept waiting
-        (1.0, 0.3, False, False),  # a little waiting: a niced program's rare turn
-        (1.0, 0.9, False, True),  # kept waiting: they compete (another terminal's autogroup)
-        (1.0, 0.0, True, True),  # still there, no longer waited for once counted: still counted
-        (0.2, 0.9, True, False),  # gone from the cores
+        (1.0, 0.0, False, True, False),  # niced programs busy, training threads not kept waiting
+        (1.0, 0.3, False, True, False),  # a little waiting: a niced program's rare turn
+        (1.0, 0.9, False, True, True),  # kept waiting: they compete (another terminal's autogroup)
+        (1.0, 0.9, False, False, False),  # too many threads for the normal programs: they explain it
+        (1.0, 0.0, True, True, True),  # still there, no longer waited for once counted: still counted
+        (0.2, 0.9, True, True, False),  # gone from the cores
     ],
 )
-def test_niced_programs_count_once_they_keep_training_waiting(niced, waited, before, expected):
-    assert niced_compete(Load(competing=0.0, niced=niced, waited=waited), before) is expected
+def test_niced_programs_count_once_they_keep_training_waiting(niced, waited, before, fits, expected):
+    assert niced_compete(Load(competing=0.0, niced=niced, waited=waited), before, fits) is expected
 
 
 @pytest.mark.parametrize(

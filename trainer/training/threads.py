@@ -75,12 +75,14 @@ def load_between(before: Sample, after: Sample) -> Load:
     return Load(max(0.0, others / wall), max(0.0, niced / wall), max(0.0, waited / wall))
 
 
-def niced_compete(load: Load, before: bool) -> bool:
-    """Whether niced programs take cores from this one: they keep its training
-    threads waiting, and stay counted until they leave the cores."""
+def niced_compete(load: Load, before: bool, fits: bool) -> bool:
+    """Whether niced programs take cores from this one: its training threads
+    keep waiting for a core while their count already ``fits`` the cores the
+    other programs leave (else those explain the wait); once counted, niced
+    programs stay counted until they leave the cores."""
     if load.niced < NICED_GONE:
         return False
-    return before or load.waited >= STARVED
+    return before or (fits and load.waited >= STARVED)
 
 
 def threads_for(cores: int, competing: float, most: int) -> int:
@@ -208,7 +210,8 @@ class ThreadGovernor:
             return
         self._last = now
         load = load_between(last, now)
-        compete = niced_compete(load, self.niced_compete)
+        fits = self.current <= threads_for(self.cores, load.competing, self.most)
+        compete = niced_compete(load, self.niced_compete, fits)
         if compete != self.niced_compete:
             log.debug("niced programs on %.2f cores %s", load.niced, "compete" if compete else "left")
             self.niced_compete = compete
