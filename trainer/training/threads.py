@@ -14,10 +14,11 @@ started with. Programs under ``nice`` take only what this one leaves idle, so
 they are not counted, unless they do take cores from it: Linux's autogroups
 (on by default on desktops) rank ``nice`` only among the programs of one
 terminal session, so a niced program started from another terminal competes
-as an equal, and base epochs took 40 times their idle time beside one such
-spinning program. That shows as this process's training threads waiting for
-a core (their run delay, /proc/self/task/*/schedstat); from then on niced
-programs are counted until they leave the cores. The MLP steppers give the same numbers at any thread
+as an equal: base epochs took 40 to 60 times their idle time at two threads
+beside one such spinning program. That shows as this process's training
+threads waiting for a core (their run delay, /proc/self/task/*/schedstat);
+from then on niced programs are counted until they leave the cores. The MLP
+steppers give the same numbers at any thread
 count (tests/test_stack_equality.py), so this changes the speed only. A
 pinned count (``--threads N``) or a stepper whose numbers depend on the
 count (autograd) keeps its count; so does a machine without /proc/stat.
