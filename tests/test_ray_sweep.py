@@ -273,6 +273,7 @@ def test_runs_on_cuda_need_a_gpu_in_the_cluster(cluster, tiny_data_dir, tmp_path
                                  "--data-dir", str(tiny_data_dir), "--sessions-dir", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 1
     assert result.stderr == "Error: runs on cuda need a GPU, and the Ray cluster has none\n"
+    assert result.stdout == ""  # no empty table before the error: nothing trained
 
 
 def test_without_ray_installed_is_one_line(monkeypatch, tiny_data_dir, tmp_path):

@@ -149,8 +149,7 @@ def _run_sweep(runner, datasets, columns: list[str], fmt: str, quiet: bool, stac
     from fmlab.trainer.jobs import JobError
     from fmlab.trainer.studies.tables import TableWriter
 
-    writer = TableWriter(columns, fmt, LiveStdout())
-    writer.header()
+    writer = TableWriter(columns, fmt, LiveStdout())  # the header comes with the first row
     for row in runner.rows:  # finished in an earlier attempt
         if row is not None and row.status in FINISHED:
             writer.row(row)
@@ -169,9 +168,10 @@ def _run_sweep(runner, datasets, columns: list[str], fmt: str, quiet: bool, stac
     if fmt == "json":
         # JSON is one document: the rows, in grid order
         writer.rows = [row for row in runner.rows if row is not None]
-    writer.close()
+    trained = any(runner.record.sessions)
+    if lost is None or trained:  # a sweep that could not train at all prints no empty table
+        writer.close()
     if lost is not None:
-        trained = any(runner.record.sessions)
         fail(f"{lost}; the runs that trained are saved, fmlab sweep --resume {runner.record.id} continues"
              if trained else lost)  # fmt: skip
     if stopped_by is not None:
