@@ -46,6 +46,7 @@ from fmlab.trainer.device import cpu_model
 from fmlab.trainer.events import EpochMetrics
 from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.training.loop import Member, train
+from fmlab.trainer.training.threads import stat_cpu_seconds
 
 SPIN = "while True: pass"
 SETTLE = 1.0  # seconds for neighbours to get going before timing starts
@@ -102,13 +103,6 @@ def epochs(dataset, epochs: int, threads: int | None) -> list[float]:
     ]
 
 
-def cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far, its threads' included (Linux)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def paired(
     dataset, kind: str, rounds: int, threads: int | None, data_dir: str | None
 ) -> tuple[list[float], float]:
@@ -117,7 +111,7 @@ def paired(
     config = parse_run_config(arch="base", lr=0.1, epochs=2 * rounds + 2, device="cpu")
     with neighbours(kind, data_dir) as processes:
         pids = [p.pid for p in processes]
-        used = lambda: sum(cpu_seconds(pid) for pid in pids)  # noqa: E731
+        used = lambda: sum(stat_cpu_seconds(f"/proc/{pid}/stat") for pid in pids)  # noqa: E731
         send = lambda sig: [os.kill(pid, sig) for pid in pids]  # noqa: E731
         send(signal.SIGSTOP)
         seconds: list[float] = []

@@ -202,9 +202,14 @@ class Stepper:
     def _narrow(self, index: int, batch: int) -> bool:
         return self.operands[index].narrow or batch < NARROW_BATCH
 
-    def _member_inputs(self, index: int, inputs: torch.Tensor) -> Sequence[torch.Tensor]:
-        """Each member's [in, batch] inputs to layer ``index`` (the input layer's are shared)."""
-        return (inputs.t(),) * self.size if index == 0 else inputs.unbind(0)
+    def _member_inputs(
+        self, index: int, inputs: torch.Tensor, batch_first: bool = False
+    ) -> Sequence[torch.Tensor]:
+        """Each member's inputs to layer ``index``, [in, batch] or (``batch_first``)
+        [batch, in]; the input layer's are the shared batch, [batch, in] as given."""
+        if index == 0:
+            return (inputs if batch_first else inputs.t(),) * self.size
+        return (inputs.transpose(1, 2) if batch_first else inputs).unbind(0)
 
     def _layer(self, index: int, inputs: torch.Tensor) -> torch.Tensor:
         """Layer ``index``'s pre-activation [M, out, batch]; layer 0's ``inputs``
@@ -270,7 +275,7 @@ class Stepper:
     def _product_into(self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor,
                       alpha: float, beta: float) -> None:  # fmt: skip
         if self._narrow(index, delta.shape[2]):
-            member_inputs = (inputs,) * self.size if index == 0 else inputs.transpose(1, 2).unbind(0)
+            member_inputs = self._member_inputs(index, inputs, batch_first=True)
             with one_thread():
                 for member_delta, member_in, member_out in zip(delta.unbind(0), member_inputs, out.unbind(0)):
                     torch.addmm(member_out, member_delta, member_in, beta=beta, alpha=alpha, out=member_out)

@@ -107,18 +107,24 @@ def _machine_seconds(niced: bool) -> tuple[float, float] | None:
     return ((busy + nice) / tick, 0.0) if niced else (busy / tick, nice / tick)
 
 
+def _ui_thread() -> int | None:
+    """The id of the thread that is not training: the main thread (the app's
+    UI, whose id is the process's) when training runs in another thread."""
+    return None if threading.current_thread() is threading.main_thread() else os.getpid()
+
+
 def _waited_seconds() -> float:
     """Seconds this process's training threads spent ready to run but waiting
     for a core (0 where the kernel does not say)."""
-    # the main thread's id is the process's; off it, the main thread is the app's UI
-    ui = None if threading.current_thread() is threading.main_thread() else str(os.getpid())
+    ui = _ui_thread()
+    skip = str(ui) if ui is not None else None
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:
         return 0.0
     total = 0
     for task in tasks:
-        if task == ui:
+        if task == skip:
             continue
         try:
             with open(f"/proc/self/task/{task}/schedstat", encoding="ascii") as handle:
@@ -137,23 +143,28 @@ def sample(niced: bool) -> Sample | None:
     return Sample(*machine, own=_own_seconds(), waited=_waited_seconds(), at=at)
 
 
-def _thread_seconds(tid: int) -> float:
-    """CPU seconds of one of this process's threads (0 if it cannot be read)."""
+def stat_cpu_seconds(path: str) -> float:
+    """User and system CPU seconds from a Linux ``/proc/.../stat`` file (a
+    process's, its threads' included, or one thread's). OSError, ValueError."""
+    with open(path, encoding="ascii", errors="replace") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()  # the name may hold spaces
     try:
-        with open(f"/proc/self/task/{tid}/stat", encoding="ascii", errors="replace") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+    except IndexError:
+        raise ValueError(f"{path}: too few fields") from None
 
 
 def _own_seconds() -> float:
     """CPU seconds of this process's training: all of it, less the main thread's
     when training runs in another thread (the app's UI is a neighbour)."""
     total = time.process_time()
-    if threading.current_thread() is threading.main_thread():
+    ui = _ui_thread()
+    if ui is None:
         return total
-    return total - _thread_seconds(os.getpid())
+    try:
+        return total - stat_cpu_seconds(f"/proc/self/task/{ui}/stat")
+    except (OSError, ValueError):
+        return total
 
 
 def _niced() -> bool:
