@@ -98,8 +98,10 @@ def main() -> None:
     results["in-memory"] = timed("in-memory", lambda: autograd_epoch(build_mlp(config.model, 0), slices))
 
     def epoch(stepper) -> None:
-        for i in range(0, len(x), BATCH):
-            stepper.step(x[i : i + BATCH], y[i : i + BATCH], onehot_t[:, i : i + BATCH], want_stats=False)
+        # batches cut as the loop cuts them, and the epoch's sums taken as it takes them
+        for xb, yb, onehot_b in zip(x.split(BATCH), y.split(BATCH), onehot_t.split(BATCH, 1)):
+            stepper.step(xb, yb, onehot_b, want_stats=False)
+        stepper.take_epoch_sums()
 
     def by_hand() -> None:
         epoch(MomentumOrAdam([config], torch.device("cpu")))  # momentum 0: SGD on written gradients

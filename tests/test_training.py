@@ -14,7 +14,7 @@ from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.metrics import ConvergenceTracker, is_metric_step
 from fmlab.trainer.models import build_mlp
 from fmlab.trainer.sessions import SessionRecorder
-from fmlab.trainer.training import graphs, recorder
+from fmlab.trainer.training import graphs, recorder, steppers
 from fmlab.trainer.training.steppers import MomentumOrAdam, PlainSGD, make_stepper
 
 
@@ -260,3 +260,68 @@ def test_cuda_graph_fallbacks_keep_the_eager_step(monkeypatch):
     monkeypatch.delenv("FMLAB_CUDA_GRAPH")
     adam = make_stepper([parse_run_config(arch="8", optimizer="adam")], torch.device("cpu"))
     assert "plain SGD only" in graphs.choose_step(adam, 64, FakeCuda())[1]
+
+
+CPU = torch.device("cpu")
+
+
+def tiny_epoch(dataset):
+    return [batch(dataset, start) for start in range(0, len(dataset.train_x), 64)]
+
+
+def test_sums_made_in_groups_count_what_sums_made_each_step_count(tiny_dataset, monkeypatch):
+    """A step keeps its logits and the epoch's loss and accuracy are summed
+    SETTLE_EVERY steps at a time; that changes no weight, no correct count, and
+    the loss only in its last bits."""
+    monkeypatch.setattr(steppers, "SETTLE_EVERY", 3)  # 8 steps: two groups and two left over
+    config = parse_run_config(lr=0.1, arch="32,16")
+    in_groups, each_step = make_stepper([config], CPU), make_stepper([config], CPU)
+    each_step.sums_each_step = True
+    for x, y, onehot_t in tiny_epoch(tiny_dataset):
+        assert in_groups.step(x, y, onehot_t, want_stats=False)[0] is None  # nobody asked
+        each_step.step(x, y, onehot_t, want_stats=False)
+    assert all(torch.equal(a, b) for a, b in zip(in_groups.params(), each_step.params()))
+    (grouped_loss,), (grouped_right,) = in_groups.take_epoch_sums()
+    (loss,), (right,) = each_step.take_epoch_sums()
+    assert grouped_right == right > 0
+    assert grouped_loss == pytest.approx(loss, rel=1e-6)
+    assert in_groups.take_epoch_sums() == ([0.0], [0])  # taken: nothing left over
+
+
+def test_a_stack_that_loses_a_member_mid_group_trains_and_sums_as_the_member_alone(tiny_dataset, monkeypatch):
+    monkeypatch.setattr(steppers, "SETTLE_EVERY", 3)
+    configs = [parse_run_config(lr=lr, seed=seed, arch="32,16") for lr, seed in ((0.1, 0), (0.05, 1))]
+    stack, alone = make_stepper(configs, CPU), make_stepper(configs[1:], CPU)
+    for index, (x, y, onehot_t) in enumerate(tiny_epoch(tiny_dataset)):
+        if index == 4:  # one step into the second group
+            stack.keep(torch.tensor([1]))
+        for stepper in (stack, alone):
+            stepper.step(x, y, onehot_t, want_stats=False)
+    assert all(torch.equal(a, b) for a, b in zip(stack.params(), alone.params()))
+    assert stack.take_epoch_sums() == alone.take_epoch_sums()
+
+
+def test_a_step_narrows_to_one_thread_once_and_leaves_the_count_as_it_found_it(tiny_dataset, monkeypatch):
+    stepper = make_stepper([parse_run_config(lr=0.1)], CPU)  # 10 logits: multiplied on one thread
+    threads_at_softmax = []
+    softmax = torch.softmax
+
+    def watched(*args, **kwargs):
+        threads_at_softmax.append(torch.get_num_threads())
+        return softmax(*args, **kwargs)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("failed mid-step")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(torch, "softmax", watched)
+        stepper.step(*batch(tiny_dataset), want_stats=False)
+        assert threads_at_softmax == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(torch, "softmax", failing)
+        with pytest.raises(RuntimeError, match="mid-step"):
+            stepper.step(*batch(tiny_dataset), want_stats=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -54,6 +54,7 @@ class GraphedStep:
         self.x = torch.zeros(batch_size, 784, device=device)
         self.y = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.onehot_t = torch.zeros(10, batch_size, device=device)
+        stepper.sums_each_step = True  # a replayed graph cannot keep each step's logits
         state = stepper.state_tensors()
         self.graphs = {
             want: capture_graph(lambda w=want: stepper.step(self.x, self.y, self.onehot_t, w), state, device)

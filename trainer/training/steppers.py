@@ -21,6 +21,14 @@ matmuls are small, so autograd's graph and the optimizer's bookkeeping cost
 more than the arithmetic. Tests check every gradient against autograd and
 every update against torch.optim.
 
+What a step does besides its products is a few dozen small ops, and at batch
+64 each costs about as much to call as to compute, so a step makes as few as
+it can: the biases are views of one vector and every layer's output gradient
+is a block of one reused tensor in the same order, so one sum and one
+subtraction update every bias (:class:`_Deltas`); the loss and accuracy sums
+wait and are made SETTLE_EVERY steps at a time; the narrow products below
+share one switch to one thread and back (:class:`_ThreadMode`).
+
 Same numbers alone or stacked, and whatever the thread count: a member's rows
 of every product depend only on its own weights, and the products are arranged
 so that the library computes them the same way whatever M is. Measured on the
@@ -49,6 +57,7 @@ from fmlab.trainer.training.rules import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK, take_
 
 NARROW_ROWS = 64  # a layer with fewer outputs is multiplied member by member
 NARROW_BATCH = 16  # so is every layer for a batch with fewer samples
+SETTLE_EVERY = 128  # steps whose logits wait to be added to the epoch's loss and accuracy sums
 
 
 @contextmanager
@@ -60,6 +69,49 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+class _ThreadMode:
+    """Narrow products on one thread, the rest on torch's count, switching only
+    when the mode changes: a step switches once each way, however many narrow
+    products and small ops lie between (the last layer's products, its loss and
+    its delta), instead of twice around each narrow product. The small ops give
+    the same numbers in either mode: elementwise ops compute each element
+    alone, and a reduction splits a sum between threads only when it has fewer
+    sums than threads, while the step's sums over the batch have one per row.
+    Used as a context around a step: it leaves torch's count as it found it,
+    even when the step fails."""
+
+    def __init__(self) -> None:
+        self.restore_to: int | None = None  # torch's count while narrowed
+
+    def narrow(self) -> None:
+        if self.restore_to is None:
+            self.restore_to = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def wide(self) -> None:
+        if self.restore_to is not None:
+            torch.set_num_threads(self.restore_to)
+            self.restore_to = None
+
+    def __enter__(self) -> _ThreadMode:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.wide()
+
+
+def summed_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each member's cross-entropy summed over the batch, from logits [M, 10, batch]."""
+    targets = y.expand(logits.shape[0], 1, -1)
+    return torch.log_softmax(logits, 1).gather(1, targets).sum((1, 2)).neg_()
+
+
+def count_correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # max().indices, not argmax(): the same first-maximum index, and several
+    # times faster over this strided class dimension on CPU
+    return (logits.max(1).indices == y).sum(1)
 
 
 @dataclass(frozen=True)
@@ -91,19 +143,45 @@ class _Operands:
         )
 
 
+@dataclass(frozen=True)
+class _Deltas:
+    """Every layer's output gradient for one batch size, in one tensor reused
+    by every step: row blocks in the order of the joint bias vector
+    (``Stepper.bias_rows``), so that one sum over the batch is the gradient of
+    every bias, and one subtraction their update."""
+
+    rows: torch.Tensor  # [M * all layers' outputs, batch]
+    layers: tuple[torch.Tensor, ...]  # [M, out, batch] per layer, views of rows
+
+    @classmethod
+    def of(cls, widths: Sequence[int], members: int, batch: int, device: torch.device) -> _Deltas:
+        rows = torch.empty(members * sum(widths), batch, device=device)
+        blocks = rows.split([members * width for width in widths])
+        return cls(rows, tuple(b.view(members, width, batch) for b, width in zip(blocks, widths)))
+
+
+def joined(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One flat tensor holding these in turn, and each as a view of it, shaped as before."""
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    return flat, [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+
 class Stepper:
     """What the loop needs of a stack of M members.
 
     ``thread_invariant``: the same numbers at any thread count (see the module's
     note), so the loop may change the count while it trains.
 
-    ``step`` trains every member on one batch and returns each member's
-    summed loss ``[M]`` and, when asked, its gradient statistics
+    ``step`` trains every member on one batch and, when asked, returns each
+    member's summed loss ``[M]`` and its gradient statistics
     ``[M, 3 + 2 * layers]``: the mean over every parameter, the global L2
     norm, the sum over parameter tensors of each tensor's mean (the
     notebook's quantity), then the L2 norm per layer and the mean per layer
-    (weight and bias together). Sums of loss and correct predictions are kept
-    as device tensors, so nothing here waits for the device.
+    (weight and bias together); unasked, the loss may be None. Sums of loss
+    and correct predictions are kept as device tensors, so nothing here waits
+    for the device. By default a step keeps its logits and adds them to those
+    sums SETTLE_EVERY steps at a time (a dozen small ops a step fewer);
+    ``sums_each_step`` adds them at once, as a captured CUDA graph must.
     """
 
     thread_invariant = True
@@ -113,7 +191,10 @@ class Stepper:
         depth = len(models[0])
         # [M, out, in] and [M, out]; contiguous, so layer 0 also views as [M*out, in]
         self.weights = [torch.stack([m[i].weight.data for m in models]).to(device) for i in range(depth)]
-        self.biases = [torch.stack([m[i].bias.data for m in models]).to(device) for i in range(depth)]
+        # [M, out] each, views of one vector: see _Deltas
+        self.bias_rows, self.biases = joined(
+            [torch.stack([m[i].bias.data for m in models]).to(device) for i in range(depth)]
+        )
         self.dtype = torch.bfloat16 if configs[0].precision == "bf16" else torch.float32
         self.bf16 = self.dtype != torch.float32  # tested per step: a no-op .to() still costs a call
         self._copy_for_products()
@@ -128,6 +209,10 @@ class Stepper:
         self.bias_sizes = torch.tensor([b[0].numel() for b in self.biases], dtype=torch.float, device=device)
         self.loss_sum = torch.zeros(len(configs), device=device)
         self.correct = torch.zeros(len(configs), dtype=torch.long, device=device)
+        self.sums_each_step = False
+        self._unsummed: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, targets) per step
+        self.threads = _ThreadMode()
+        self._deltas_by_batch: dict[int, _Deltas] = {}
 
     @property
     def size(self) -> int:
@@ -158,11 +243,22 @@ class Stepper:
             for index, (w, b) in enumerate(zip(self.product_weights, self.product_biases))
         ]
 
-    def _refresh_copies(self, index: int) -> None:
-        """After layer ``index``'s update: its bf16 copies follow (nothing to do in fp32)."""
+    def _refresh_copies(self) -> None:
+        """After an update: the bf16 copies follow (nothing to do in fp32)."""
         if self.bf16:
-            self.product_weights[index].copy_(self.weights[index])
-            self.product_biases[index].copy_(self.biases[index])
+            for copy, param in zip(
+                [*self.product_weights, *self.product_biases], [*self.weights, *self.biases]
+            ):
+                copy.copy_(param)
+
+    def _deltas(self, batch: int) -> _Deltas:
+        deltas = self._deltas_by_batch.get(batch)
+        if deltas is None:
+            widths = [w.shape[1] for w in self.weights]
+            deltas = self._deltas_by_batch[batch] = _Deltas.of(
+                widths, self.size, batch, self.weights[0].device
+            )
+        return deltas
 
     def member_params(self, position: int) -> list[torch.Tensor]:
         """One member's parameters, in ``model.parameters()`` order."""
@@ -173,11 +269,14 @@ class Stepper:
     def keep(self, positions: torch.Tensor) -> None:
         """Rebuild every stacked tensor with only these member positions."""
         self.weights = [w.index_select(0, positions) for w in self.weights]
-        self.biases = [b.index_select(0, positions) for b in self.biases]
+        self.bias_rows, self.biases = joined([b.index_select(0, positions) for b in self.biases])
+        self._deltas_by_batch.clear()
         self._copy_for_products()
         self.lr = self.lr.index_select(0, positions)
         self.loss_sum = self.loss_sum.index_select(0, positions)
         self.correct = self.correct.index_select(0, positions)
+        # not summed now: the sums are made in the same groups of steps as a stack without the others'
+        self._unsummed = [(logits.index_select(0, positions), y) for logits, y in self._unsummed]
         self._keep_optimizer(positions)
 
     def member_state(self, position: int) -> dict:
@@ -220,15 +319,13 @@ class Stepper:
             out = torch.empty(
                 self.size, ops.weight.shape[1], batch, device=ops.weight.device, dtype=self.dtype
             )
-            with one_thread():
-                for bias, weight, member_inputs, member_out in zip(
-                    ops.member_bias_columns,
-                    ops.member_weights,
-                    self._member_inputs(index, inputs),
-                    out.unbind(0),
-                ):
-                    torch.addmm(bias, weight, member_inputs, out=member_out)
+            self.threads.narrow()
+            for bias, weight, member_inputs, member_out in zip(
+                ops.member_bias_columns, ops.member_weights, self._member_inputs(index, inputs), out.unbind(0)
+            ):
+                torch.addmm(bias, weight, member_inputs, out=member_out)
             return out
+        self.threads.wide()
         if index == 0:
             return torch.addmm(ops.bias_column, ops.flat_weight, inputs.t()).view(self.size, -1, batch)
         return torch.baddbmm(ops.bias_column, ops.weight, inputs)
@@ -242,20 +339,26 @@ class Stepper:
             outputs.append(z.relu_() if index < self.depth - 1 else z)
         return outputs
 
-    def _backward_input(self, index: int, delta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """d(loss)/d(layer index's inputs) through its ReLU, from its output's ``delta``;
-        computed before the layer's weights are updated."""
+    def _backward_input(
+        self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor
+    ) -> None:
+        """d(loss)/d(layer index's inputs) through its ReLU, from its output's ``delta``,
+        into ``out`` (fp32); computed before the layer's weights are updated."""
         ops = self.operands[index]
+        # in bf16 the product and the ReLU's mask are bf16, then widened into out
+        back = torch.empty(inputs.shape, device=delta.device, dtype=self.dtype) if self.bf16 else out
         if self._narrow(index, delta.shape[2]):
-            back = torch.empty(inputs.shape, device=delta.device, dtype=self.dtype)
-            with one_thread():
-                for weight_t, member_delta, member_back in zip(
-                    ops.member_weights_t, delta.unbind(0), back.unbind(0)
-                ):
-                    torch.mm(weight_t, member_delta, out=member_back)
+            self.threads.narrow()
+            for weight_t, member_delta, member_back in zip(
+                ops.member_weights_t, delta.unbind(0), back.unbind(0)
+            ):
+                torch.mm(weight_t, member_delta, out=member_back)
         else:
-            back = torch.bmm(ops.weight_t, delta)
-        return torch.ops.aten.threshold_backward(back, inputs, 0)
+            self.threads.wide()
+            torch.bmm(ops.weight_t, delta, out=back)
+        torch.ops.aten.threshold_backward.grad_input(back, inputs, 0, grad_input=back)
+        if self.bf16:
+            out.copy_(back)
 
     def _weight_product(self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor,
                         alpha: float = 1.0, beta: float = 0.0) -> None:  # fmt: skip
@@ -274,13 +377,18 @@ class Stepper:
 
     def _product_into(self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor,
                       alpha: float, beta: float) -> None:  # fmt: skip
+        ops = self.operands[index]
+        into_weights = out is ops.weight  # fp32's update: the views are made already
         if self._narrow(index, delta.shape[2]):
+            self.threads.narrow()
             member_inputs = self._member_inputs(index, inputs, batch_first=True)
-            with one_thread():
-                for member_delta, member_in, member_out in zip(delta.unbind(0), member_inputs, out.unbind(0)):
-                    torch.addmm(member_out, member_delta, member_in, beta=beta, alpha=alpha, out=member_out)
-        elif index == 0:
-            flat = out.view(-1, out.shape[2])
+            member_outs = ops.member_weights if into_weights else out.unbind(0)
+            for member_delta, member_in, member_out in zip(delta.unbind(0), member_inputs, member_outs):
+                torch.addmm(member_out, member_delta, member_in, beta=beta, alpha=alpha, out=member_out)
+            return
+        self.threads.wide()
+        if index == 0:
+            flat = ops.flat_weight if into_weights else out.view(-1, out.shape[2])
             torch.addmm(flat, delta.reshape(-1, delta.shape[2]), inputs, beta=beta, alpha=alpha, out=flat)
         else:
             torch.baddbmm(out, delta, inputs.transpose(1, 2), beta=beta, alpha=alpha, out=out)
@@ -288,23 +396,46 @@ class Stepper:
     # ------------------------------------------------------------ a step
 
     def _loss_and_delta(self, outputs: list[torch.Tensor], y: torch.Tensor, onehot_t: torch.Tensor,
-                        scale: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """Each member's summed loss [M] (also added to the epoch sums) and
-        d(mean loss)/d(logits) = (softmax - onehot) / batch, times ``scale``
-        (per member [M, 1, 1], or a number), as [M, 10, batch]."""
+                        scale: torch.Tensor | float, want_loss: bool, out: torch.Tensor
+                        ) -> torch.Tensor | None:  # fmt: skip
+        """Each member's summed loss [M] (None when not wanted and not summed
+        now), and into ``out`` d(mean loss)/d(logits) = (softmax - onehot) /
+        batch, times ``scale`` (per member [M, 1, 1], or a number), as
+        [M, 10, batch]; the batch goes into the epoch's sums."""
         logits = outputs[-1].float() if self.bf16 else outputs[-1]
-        log_probs = torch.log_softmax(logits, 1)
-        targets = y.expand(self.size, 1, -1)
-        loss = log_probs.gather(1, targets).sum((1, 2)).neg_()
-        self.loss_sum += loss
-        # max().indices, not argmax(): the same first-maximum index, and several
-        # times faster over this strided class dimension on CPU
-        self.correct += (logits.max(1).indices == y).sum(1)
-        return loss, log_probs.exp_().sub_(onehot_t).mul_(scale)
+        loss = None
+        if self.sums_each_step:
+            loss = summed_loss(logits, y)
+            self.loss_sum += loss
+            self.correct += count_correct(logits, y)
+        else:
+            self._unsummed.append((logits, y))
+            if len(self._unsummed) == SETTLE_EVERY:
+                self._sum_kept_logits()
+            if want_loss:
+                loss = summed_loss(logits, y)
+        torch.sub(torch.softmax(logits, 1), onehot_t, out=out).mul_(scale)
+        return loss
+
+    def _sum_kept_logits(self) -> None:
+        """Add the kept steps' loss and correct predictions to the epoch's sums."""
+        if not self._unsummed:
+            return
+        logits = torch.cat([logits for logits, _ in self._unsummed], 2)
+        y = torch.cat([y for _, y in self._unsummed])
+        self._unsummed = []
+        with one_thread():  # few sums over many samples: threads would split them by their count
+            self.loss_sum += summed_loss(logits, y)
+            self.correct += count_correct(logits, y)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, onehot_t: torch.Tensor, want_stats: bool
-             ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
         """Train every member on one batch; ``onehot_t`` is the targets as [10, batch]."""
+        with self.threads:
+            return self._step(x, y, onehot_t, want_stats)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, onehot_t: torch.Tensor, want_stats: bool
+              ) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
         raise NotImplementedError
 
     def _stats(self, weight_sums: list[torch.Tensor], bias_sums: list[torch.Tensor],
@@ -325,6 +456,7 @@ class Stepper:
         return torch.cat([mean, norm, tensor_means, per_layer.sqrt(), layer_means], 1)
 
     def take_epoch_sums(self) -> tuple[list[float], list[int]]:
+        self._sum_kept_logits()
         return take_epoch_sums(self.loss_sum, self.correct)
 
     @torch.no_grad()
@@ -332,16 +464,16 @@ class Stepper:
         """Each member's mean cross-entropy and accuracy (%) over a whole split."""
         loss = torch.zeros(self.size, device=x.device)
         correct = torch.zeros(self.size, dtype=torch.long, device=x.device)
-        for start in range(0, len(x), EVAL_CHUNK):
-            h, target = x[start : start + EVAL_CHUNK].to(self.dtype), y[start : start + EVAL_CHUNK]
-            for index in range(self.depth):  # only the current layer's output is kept
-                h = self._layer(index, h)
-                if index < self.depth - 1:
-                    h.relu_()
-            h = h.float()
-            log_probs = torch.log_softmax(h, 1)
-            loss -= log_probs.gather(1, target.view(1, 1, -1).expand(self.size, 1, -1)).sum((1, 2))
-            correct += (h.max(1).indices == target).sum(1)
+        with self.threads:
+            for start in range(0, len(x), EVAL_CHUNK):
+                h, target = x[start : start + EVAL_CHUNK].to(self.dtype), y[start : start + EVAL_CHUNK]
+                for index in range(self.depth):  # only the current layer's output is kept
+                    h = self._layer(index, h)
+                    if index < self.depth - 1:
+                        h.relu_()
+                h = h.float()
+                loss += summed_loss(h, target)
+                correct += count_correct(h, target)
         return [v / len(x) for v in loss.tolist()], [100.0 * c / len(x) for c in correct.tolist()]
 
     # ------------------------------------------------------------ optimizer state (none here)
@@ -380,29 +512,36 @@ class PlainSGD(Stepper):
     def _keep_optimizer(self, positions: torch.Tensor) -> None:
         self._scales.clear()
 
-    def step(self, x, y, onehot_t, want_stats):
+    def _step(self, x, y, onehot_t, want_stats):
         outputs = self.forward(x)
+        deltas = self._deltas(x.shape[0])
         # times lr / batch: every product below is lr * gradient, the update's own scale
-        loss, delta = self._loss_and_delta(outputs, y, onehot_t, self._scale(x.shape[0]))
-        weight_sums, bias_sums, squares = [], [], []
+        scale = self._scale(x.shape[0])
+        loss = self._loss_and_delta(outputs, y, onehot_t, scale, want_stats, deltas.layers[-1])
         for index in range(self.depth - 1, -1, -1):
-            inputs, product_delta = outputs[index], (delta.to(self.dtype) if self.bf16 else delta)
-            back = self._backward_input(index, product_delta, inputs) if index else None
-            grad_b = delta.sum(2, dtype=torch.float32)
-            if want_stats:  # in fp32 whatever the products' precision
-                weight_sums.append(_weight_grad_sum(delta.float(), inputs.float()))
-                bias_sums.append(grad_b.sum(1))
-                squares.append(
-                    self._weight_grad_square(index, delta.float(), inputs.float()) + grad_b.square().sum(1)
-                )
-            self._weight_product(index, product_delta, inputs, self.weights[index], alpha=-1.0, beta=1.0)
-            self.biases[index].sub_(grad_b)
-            self._refresh_copies(index)
-            delta = back
+            delta = deltas.layers[index].to(self.dtype) if self.bf16 else deltas.layers[index]
+            if index:
+                self._backward_input(index, delta, outputs[index], deltas.layers[index - 1])
+            self._weight_product(index, delta, outputs[index], self.weights[index], alpha=-1.0, beta=1.0)
+        bias_grads = deltas.rows.sum(1)  # every layer's, in bias_rows' order
+        self.bias_rows.sub_(bias_grads)
+        self._refresh_copies()
         if not want_stats:
             return loss, None
         # the products held lr * gradient, and every column is linear in it
-        return loss, self._stats(weight_sums[::-1], bias_sums[::-1], squares[::-1]) / self.lr.view(-1, 1)
+        return loss, self._stats_from_factors(deltas, outputs, bias_grads) / self.lr.view(-1, 1)
+
+    def _stats_from_factors(self, deltas: _Deltas, outputs: list[torch.Tensor], bias_grads: torch.Tensor
+                            ) -> torch.Tensor:  # fmt: skip
+        """The step's gradient statistics (in fp32 whatever the products' precision)."""
+        weight_sums, bias_sums, squares = [], [], []
+        layer_bias_grads = bias_grads.split([b.numel() for b in self.biases])
+        for index, (delta, bias_grad) in enumerate(zip(deltas.layers, layer_bias_grads)):
+            inputs, bias_grad = outputs[index].float(), bias_grad.view(self.size, -1)
+            weight_sums.append(_weight_grad_sum(delta, inputs))
+            bias_sums.append(bias_grad.sum(1))
+            squares.append(self._weight_grad_square(index, delta, inputs) + bias_grad.square().sum(1))
+        return self._stats(weight_sums, bias_sums, squares)
 
     # The statistics come from the factors of each weight gradient, delta @ inputs^T,
     # without forming it: its sum is sum_b (sum_o delta) (sum_i inputs), and its
@@ -443,23 +582,23 @@ class MomentumOrAdam(Stepper):
         self.buffers = {"exp_avg": zeros(), "exp_avg_sq": zeros()} if self.adam else {"momentum": zeros()}
         self.steps = torch.zeros(len(configs), device=device)  # updates taken, per member
 
-    def step(self, x, y, onehot_t, want_stats):
+    def _step(self, x, y, onehot_t, want_stats):
         outputs = self.forward(x)
-        loss, delta = self._loss_and_delta(outputs, y, onehot_t, 1.0 / x.shape[0])
+        deltas = self._deltas(x.shape[0])
+        loss = self._loss_and_delta(outputs, y, onehot_t, 1.0 / x.shape[0], want_stats, deltas.layers[-1])
         for index in range(self.depth - 1, -1, -1):
-            inputs, product_delta = outputs[index], (delta.to(self.dtype) if self.bf16 else delta)
-            back = self._backward_input(index, product_delta, inputs) if index else None
-            self._weight_product(index, product_delta, inputs, self.grads[2 * index])
-            torch.sum(delta, 2, dtype=torch.float32, out=self.grads[2 * index + 1])
-            delta = back
+            delta = deltas.layers[index].to(self.dtype) if self.bf16 else deltas.layers[index]
+            if index:
+                self._backward_input(index, delta, outputs[index], deltas.layers[index - 1])
+            self._weight_product(index, delta, outputs[index], self.grads[2 * index])
+            torch.sum(deltas.layers[index], 2, out=self.grads[2 * index + 1])
         stats = self._grad_stats() if want_stats else None
         self.steps += 1
         if self.adam:
             self._adam_update()
         else:
             self._momentum_update()
-        for index in range(self.depth):
-            self._refresh_copies(index)
+        self._refresh_copies()
         return loss, stats
 
     def _grad_stats(self) -> torch.Tensor:
