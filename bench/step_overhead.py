@@ -1,6 +1,6 @@
 """Where a small MLP step's time beyond its matrix products goes.
 
-    python -m bench.step_overhead [--arch base] [--rounds 7] [--steps 300]
+    python -m bench.step_overhead [--arch base] [--rounds 7] [--steps 300] [--against FILE]
 
 One member, fp32, plain SGD at batch 64, no gradient statistics (the step
 fmlab takes on all but the metric steps), timed in turn for ``--rounds``
@@ -16,6 +16,9 @@ leaves them to be summed in bulk):
                bench stops
   compiled     ``torch.compile`` of the stepper's step (the compile is
                done, and reported, before timing)
+  FILE         with ``--against FILE``: the stepper of another version of
+               ``steppers.py`` (``git show REV:trainer/training/steppers.py
+               > FILE``), so two versions meet the machine in one process
 If the C++ side is not faster than the Python side, the time beyond the
 products is spent inside ATen's calls (each small elementwise op and
 reduction), not in Python; only fewer calls or fused kernels reduce it.
@@ -26,8 +29,10 @@ the first time, cached after); without one it is left out.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -165,11 +170,26 @@ def cpp_caller(stepper: PlainSGD, cpp_module):
     return step
 
 
+def other_version_side(path: Path, config, epoch):
+    """A side training with the stepper of another version's steppers.py."""
+    spec = importlib.util.spec_from_file_location("other_steppers", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+
+    def made():
+        stepper = module.make_stepper([config], torch.device("cpu"))
+        return lambda: epoch(stepper.step, stepper.take_epoch_sums)
+
+    return made
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="base")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=300, help="steps per timed epoch slice")
+    parser.add_argument("--against", type=Path, help="another version's steppers.py, timed as a side too")
     args = parser.parse_args()
     config = parse_run_config(arch=args.arch, lr=0.1, device="cpu")
     cpu = torch.device("cpu")
@@ -189,6 +209,8 @@ def main() -> None:
 
     # each side is made (a new stepper) before its round's timer starts
     sides = {"fmlab": fmlab_side}
+    if args.against:
+        sides[args.against.name] = other_version_side(args.against, config, epoch)
     cpp_module = build_cpp_module()
     if cpp_module is not None:
         python_side, cpp_side = make_stepper([config], cpu), make_stepper([config], cpu)
@@ -225,9 +247,12 @@ def main() -> None:
             times[name].append(time.perf_counter() - started)
     floor = statistics.median(times["floor"])
     print(f"\n{config.model.name}, {args.steps} steps a round, medians of {args.rounds} rounds:")
+    width = max(map(len, times))
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:<10} {median / args.steps * 1e6:7.0f} us a step   floor / this {floor / median:6.1%}")
+        print(
+            f"{name:<{width}} {median / args.steps * 1e6:7.0f} us a step   floor / this {floor / median:6.1%}"
+        )
 
 
 if __name__ == "__main__":
