@@ -200,6 +200,7 @@ class Stepper:
         self._copy_for_products()
         # kept on the device: a Python float per member would force a sync per step
         self.lr = torch.tensor([c.optimizer.lr for c in configs], device=device)
+        self.size = len(configs)  # members (an int: a tensor's len() costs a microsecond a call)
         self.num_params = configs[0].model.num_params
         # parameters per weight and per bias tensor, input layer first (made here:
         # a CUDA graph cannot copy a new tensor to the device while it captures)
@@ -213,10 +214,6 @@ class Stepper:
         self._unsummed: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, targets) per step
         self.threads = _ThreadMode()
         self._deltas_by_batch: dict[int, _Deltas] = {}
-
-    @property
-    def size(self) -> int:
-        return len(self.lr)
 
     @property
     def depth(self) -> int:
@@ -273,6 +270,7 @@ class Stepper:
         self._deltas_by_batch.clear()
         self._copy_for_products()
         self.lr = self.lr.index_select(0, positions)
+        self.size = len(positions)
         self.loss_sum = self.loss_sum.index_select(0, positions)
         self.correct = self.correct.index_select(0, positions)
         # not summed now: the sums are made in the same groups of steps as a stack without the others'
