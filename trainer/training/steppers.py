@@ -358,6 +358,16 @@ class Stepper:
         if self.bf16:
             out.copy_(back)
 
+    def _backward(self, outputs: list[torch.Tensor], deltas: _Deltas) -> Iterator[tuple[int, torch.Tensor]]:
+        """Each layer's index and output gradient in the products' precision,
+        last layer first, once the gradient of its inputs (the layer below's
+        delta) is written and before the caller updates the layer."""
+        for index in range(self.depth - 1, -1, -1):
+            delta = deltas.layers[index].to(self.dtype) if self.bf16 else deltas.layers[index]
+            if index:
+                self._backward_input(index, delta, outputs[index], deltas.layers[index - 1])
+            yield index, delta
+
     def _weight_product(self, index: int, delta: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor,
                         alpha: float = 1.0, beta: float = 0.0) -> None:  # fmt: skip
         """``out = beta * out + alpha * delta @ inputs^T`` (a weight gradient, or
@@ -516,10 +526,7 @@ class PlainSGD(Stepper):
         # times lr / batch: every product below is lr * gradient, the update's own scale
         scale = self._scale(x.shape[0])
         loss = self._loss_and_delta(outputs, y, onehot_t, scale, want_stats, deltas.layers[-1])
-        for index in range(self.depth - 1, -1, -1):
-            delta = deltas.layers[index].to(self.dtype) if self.bf16 else deltas.layers[index]
-            if index:
-                self._backward_input(index, delta, outputs[index], deltas.layers[index - 1])
+        for index, delta in self._backward(outputs, deltas):
             self._weight_product(index, delta, outputs[index], self.weights[index], alpha=-1.0, beta=1.0)
         bias_grads = deltas.rows.sum(1)  # every layer's, in bias_rows' order
         self.bias_rows.sub_(bias_grads)
@@ -584,10 +591,7 @@ class MomentumOrAdam(Stepper):
         outputs = self.forward(x)
         deltas = self._deltas(x.shape[0])
         loss = self._loss_and_delta(outputs, y, onehot_t, 1.0 / x.shape[0], want_stats, deltas.layers[-1])
-        for index in range(self.depth - 1, -1, -1):
-            delta = deltas.layers[index].to(self.dtype) if self.bf16 else deltas.layers[index]
-            if index:
-                self._backward_input(index, delta, outputs[index], deltas.layers[index - 1])
+        for index, delta in self._backward(outputs, deltas):
             self._weight_product(index, delta, outputs[index], self.grads[2 * index])
             torch.sum(deltas.layers[index], 2, out=self.grads[2 * index + 1])
         stats = self._grad_stats() if want_stats else None
