@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: app test lint data browser bench clean
+.PHONY: app test lint data browser native bench clean
 
-app: $(STAMP) data
+app: $(STAMP) data native
 	$(BIN)/fmlab
 
-test: $(STAMP) browser
+test: $(STAMP) browser native
 	$(BIN)/ruff check trainer tui tests bench fmlab
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
@@ -40,7 +40,16 @@ browser:
 	  || echo "chromium not installed; the browser test will be skipped"; \
 	else echo "no chromium here (apt-get install chromium as root); the browser test will be skipped"; fi
 
-bench: $(STAMP) data
+# fmlab's C++ step (the Python step's numbers, faster), built once per torch;
+# without a compiler fmlab trains with its Python step. On Debian as root,
+# g++ comes from its package.
+native: $(STAMP)
+	@if ! command -v c++ >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q g++ || (apt-get update -q && apt-get install -y -q g++)) >/dev/null \
+	  || echo "g++ not installed"; fi
+	@$(BIN)/python -m fmlab.trainer.training.native
+
+bench: $(STAMP) data native
 	$(BIN)/python -m bench.epoch_speed --epochs 2
 
 $(STAMP): pyproject.toml

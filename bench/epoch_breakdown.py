@@ -8,7 +8,9 @@ this one process (training only, no evaluation):
   in-memory  the same, but batches are slices of tensors held in memory
   by-hand    in-memory + the hand-written backward writing every gradient, then
              the SGD update (fmlab's explicit-gradient stepper)
-  fmlab      fmlab's plain-SGD stepper (the update folded into the backward)
+  fmlab      fmlab's plain-SGD stepper (the update folded into the backward),
+             stepping in C++ where that is built (fmlab.trainer.training.native);
+             then it is timed against the floors with its Python step too
 It also prints the arithmetic limit: 6 x parameters FLOP per sample (forward
 2, backward 4) at the matmul rate this machine reaches on a large product.
 
@@ -40,6 +42,7 @@ from fmlab.trainer import data
 from fmlab.trainer.device import cpu_model
 from fmlab.trainer.fields import parse_run_config
 from fmlab.trainer.models import build_mlp
+from fmlab.trainer.training import native
 from fmlab.trainer.training.steppers import MomentumOrAdam, make_stepper
 
 BATCH = 64
@@ -106,8 +109,11 @@ def main() -> None:
     def by_hand() -> None:
         epoch(MomentumOrAdam([config], torch.device("cpu")))  # momentum 0: SGD on written gradients
 
-    def fmlab() -> None:
-        epoch(make_stepper([config], torch.device("cpu")))
+    def fmlab(python_step: bool = False) -> None:
+        stepper = make_stepper([config], torch.device("cpu"))
+        if python_step:
+            stepper.native = None
+        epoch(stepper)
 
     results["by-hand"] = timed("by-hand", by_hand)
     results["fmlab"] = timed("fmlab", fmlab)
@@ -118,7 +124,11 @@ def main() -> None:
     for name, seconds in results.items():
         print(f"{name:<10} {seconds / base:6.3f} x {'textbook' if 'textbook' in results else 'in-memory'}"
               f"   {limit / seconds:5.1%} of the arithmetic limit")  # fmt: skip
-    against_floor(config, len(x), args.rounds, fmlab)
+    sides = {"fmlab step": fmlab}
+    if native.module() is not None:
+        print("fmlab steps in C++ (python -m fmlab.trainer.training.native built it)")
+        sides["Python step"] = lambda: fmlab(python_step=True)
+    against_floor(config, len(x), args.rounds, sides)
 
 
 def cpu_flags() -> str:
@@ -132,28 +142,29 @@ def cpu_flags() -> str:
     return " ".join(sorted(wanted)) or "no AVX"
 
 
-def against_floor(config, samples: int, rounds: int, fmlab_epoch) -> None:
-    """fmlab's epoch against the step's own products, in turn, ``rounds`` times."""
+def against_floor(config, samples: int, rounds: int, epochs: dict) -> None:
+    """fmlab's epochs (by name) against the step's own products, in turn, ``rounds`` times."""
     sizes = config.model.sizes
     steps = math.ceil(samples / BATCH)
     sample_steps = min(steps, 300)  # the floors are timed on part of an epoch, then scaled
     layouts = {"fmlab's layouts": products(sizes, BATCH, best=False),
                "best layouts": products(sizes, BATCH, best=True)}  # fmt: skip
-    times: dict[str, list[float]] = {"fmlab": [], **{name: [] for name in layouts}}
+    times: dict[str, list[float]] = {**{name: [] for name in epochs}, **{name: [] for name in layouts}}
     for _ in range(rounds):
-        start = time.perf_counter()
-        fmlab_epoch()
-        times["fmlab"].append(time.perf_counter() - start)
+        for name, run in epochs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
         for name, step_products in layouts.items():
             times[name].append(floor_seconds(step_products, sample_steps) * steps / sample_steps)
     median = {name: statistics.median(values) for name, values in times.items()}
     rate = flops_per_step(sizes, BATCH) * steps / median["best layouts"] / 1e9
     print(f"\nagainst the step's own products ({rounds} rounds, medians; per epoch of {steps} steps):")
-    print(f"fmlab step        {median['fmlab']:7.2f} s   ({' '.join(f'{v:.2f}' for v in times['fmlab'])})")
+    for name in epochs:
+        print(f"{name:<17} {median[name]:7.2f} s   ({' '.join(f'{v:.2f}' for v in times[name])})")
     for name in layouts:
-        print(
-            f"floor, {name:<16} {median[name]:5.2f} s   fmlab at {median[name] / median['fmlab']:5.1%} of it"
-        )
+        at = "   ".join(f"{epoch} at {median[name] / median[epoch]:5.1%}" for epoch in epochs)
+        print(f"floor, {name:<16} {median[name]:5.2f} s   {at} of it")
     print(f"(the products in the best layouts run at {rate:.0f} GFLOP/s)")
 
 

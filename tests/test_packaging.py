@@ -79,3 +79,12 @@ def test_a_trainer_py_in_the_working_folder_changes_nothing(plain_install, tmp_p
     result = run_installed(plain_install, tmp_path, "-m", "fmlab", "params", "--arch", "deeper")
     assert result.returncode == 0, result.stderr
     assert "total: 2,977,546 parameters" in result.stdout
+
+
+def test_the_installed_package_finds_the_cpp_step_built_from_its_own_source(plain_install, tmp_path):
+    from fmlab.trainer.training import native
+
+    shown = "from fmlab.trainer.training import native; print(native.SOURCE.is_file(), native.build_directory().name)"
+    result = run_installed(plain_install, tmp_path, "-c", shown)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", native.build_directory().name]

@@ -53,6 +53,7 @@ import torch
 from fmlab.trainer.config import RunConfig
 from fmlab.trainer.layers import tensor_shapes
 from fmlab.trainer.models import build_mlp, linear_layers
+from fmlab.trainer.training import native
 from fmlab.trainer.training.rules import ADAM_BETAS, ADAM_EPS, EVAL_CHUNK, take_epoch_sums
 
 NARROW_ROWS = 64  # a layer with fewer outputs is multiplied member by member
@@ -417,13 +418,16 @@ class Stepper:
             self.loss_sum += loss
             self.correct += count_correct(logits, y)
         else:
-            self._unsummed.append((logits, y))
-            if len(self._unsummed) == SETTLE_EVERY:
-                self._sum_kept_logits()
+            self._keep_logits(logits, y)
             if want_loss:
                 loss = summed_loss(logits, y)
         torch.sub(torch.softmax(logits, 1), onehot_t, out=out).mul_(scale)
         return loss
+
+    def _keep_logits(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self._unsummed.append((logits, y))
+        if len(self._unsummed) == SETTLE_EVERY:
+            self._sum_kept_logits()
 
     def _sum_kept_logits(self) -> None:
         """Add the kept steps' loss and correct predictions to the epoch's sums."""
@@ -509,6 +513,9 @@ class PlainSGD(Stepper):
     def __init__(self, configs: Sequence[RunConfig], device: torch.device) -> None:
         super().__init__(configs, device)
         self._scales: dict[int, torch.Tensor] = {}
+        # the C++ step (the same calls, so the same numbers) where it is built
+        self.native = native.module() if device.type == "cpu" and not self.bf16 else None
+        self._native_steps: dict[int, object] = {}  # per batch size
 
     def _scale(self, batch: int) -> torch.Tensor:
         """lr / batch per member as [M, 1, 1], kept per batch size (one more for the last batch)."""
@@ -519,8 +526,28 @@ class PlainSGD(Stepper):
 
     def _keep_optimizer(self, positions: torch.Tensor) -> None:
         self._scales.clear()
+        self._native_steps.clear()
+
+    def _native_step(self, batch: int) -> object | None:
+        """The C++ step for this batch size (its plan holds views of this
+        stack's tensors), or None: not built, not fp32 on the CPU, or a CUDA
+        graph's sums."""
+        if self.native is None or self.sums_each_step:
+            return None
+        made = self._native_steps.get(batch)
+        if made is None:
+            deltas = self._deltas(batch)
+            made = self._native_steps[batch] = self.native.PlainStep(
+                self.weights, self.biases, self.bias_rows, deltas.rows, list(deltas.layers),
+                batch, NARROW_ROWS, NARROW_BATCH,
+            )  # fmt: skip
+        return made
 
     def _step(self, x, y, onehot_t, want_stats):
+        fast = None if want_stats else self._native_step(x.shape[0])
+        if fast is not None:
+            self._keep_logits(fast.step(x, onehot_t, self._scale(x.shape[0])), y)
+            return None, None
         outputs = self.forward(x)
         deltas = self._deltas(x.shape[0])
         # times lr / batch: every product below is lr * gradient, the update's own scale
