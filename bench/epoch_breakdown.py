@@ -10,7 +10,7 @@ this one process (training only, no evaluation):
              the SGD update (fmlab's explicit-gradient stepper)
   fmlab      fmlab's plain-SGD stepper (the update folded into the backward),
              stepping in C++ where that is built (fmlab.trainer.training.native);
-             then it is timed against the floors with its Python step too
+             against the floors it is timed with its Python step too
 It also prints the arithmetic limit: 6 x parameters FLOP per sample (forward
 2, backward 4) at the matmul rate this machine reaches on a large product.
 
@@ -124,10 +124,10 @@ def main() -> None:
     for name, seconds in results.items():
         print(f"{name:<10} {seconds / base:6.3f} x {'textbook' if 'textbook' in results else 'in-memory'}"
               f"   {limit / seconds:5.1%} of the arithmetic limit")  # fmt: skip
-    sides = {"fmlab step": fmlab}
-    if native.module() is not None:
-        print("fmlab steps in C++ (python -m fmlab.trainer.training.native built it)")
-        sides["Python step"] = lambda: fmlab(python_step=True)
+    if native.module() is None:
+        sides = {"Python step": fmlab}
+    else:  # fmlab's own choice, and the step it takes where nothing is built
+        sides = {"C++ step": fmlab, "Python step": lambda: fmlab(python_step=True)}
     against_floor(config, len(x), args.rounds, sides)
 
 
@@ -161,7 +161,7 @@ def against_floor(config, samples: int, rounds: int, epochs: dict) -> None:
     rate = flops_per_step(sizes, BATCH) * steps / median["best layouts"] / 1e9
     print(f"\nagainst the step's own products ({rounds} rounds, medians; per epoch of {steps} steps):")
     for name in epochs:
-        print(f"{name:<17} {median[name]:7.2f} s   ({' '.join(f'{v:.2f}' for v in times[name])})")
+        print(f"fmlab, {name:<16} {median[name]:5.2f} s   ({' '.join(f'{v:.2f}' for v in times[name])})")
     for name in layouts:
         at = "   ".join(f"{epoch} at {median[name] / median[epoch]:5.1%}" for epoch in epochs)
         print(f"floor, {name:<16} {median[name]:5.2f} s   {at} of it")

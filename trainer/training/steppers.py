@@ -27,7 +27,10 @@ it can: the biases are views of one vector and every layer's output gradient
 is a block of one reused tensor in the same order, so one sum and one
 subtraction update every bias (:class:`_Deltas`); the loss and accuracy sums
 wait and are made SETTLE_EVERY steps at a time; the narrow products below
-share one switch to one thread and back (:class:`_ThreadMode`).
+share one switch to one thread and back (:class:`_ThreadMode`). Where it is
+built (fmlab.trainer.training.native), plain SGD in fp32 on the CPU makes
+this step's calls from C++ instead: the same calls in the same order, so the
+same numbers, with every view and the hidden outputs made once per batch size.
 
 Same numbers alone or stacked, and whatever the thread count: a member's rows
 of every product depend only on its own weights, and the products are arranged
