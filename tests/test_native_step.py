@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 import torch
@@ -136,3 +138,33 @@ def test_a_build_is_kept_per_torch_and_under_FMLAB_CACHE(tmp_path, monkeypatch):
 def test_the_build_command_says_it_is_built(built, capsys):
     assert native.main() == 0
     assert "C++ step is built" in capsys.readouterr().out
+
+
+def test_a_step_lets_other_python_threads_run(built, threads):
+    """The app's UI thread runs while the training thread is inside a C++ step:
+    the step releases the GIL. Without that, this thread would stand still for
+    the whole step; with it, no pause here comes near the step's length."""
+    threads(1)
+    stepper = make_stepper([parse_run_config(lr=0.1, arch="2048,2048")] * 2, CPU)
+    x = torch.rand(256, 784)
+    y = torch.randint(0, 10, (256,))
+    onehot_t = F.one_hot(y, 10).float().t()
+    stepper.step(x, y, onehot_t, False)  # the plan is made outside the measured step
+    go, done, span = threading.Event(), threading.Event(), []
+
+    def train():
+        go.wait()
+        started = time.perf_counter()
+        stepper.step(x, y, onehot_t, False)
+        span.append(time.perf_counter() - started)
+        done.set()
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    longest, last = 0.0, time.perf_counter()
+    go.set()  # this thread is counting before the step begins
+    while not done.is_set():
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+    trainer.join()
+    assert longest < span[0] / 4, (longest, span[0])
