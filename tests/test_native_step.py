@@ -135,6 +135,19 @@ def test_a_build_is_kept_per_torch_and_under_FMLAB_CACHE(tmp_path, monkeypatch):
         native.module.cache_clear()
 
 
+def test_a_damaged_build_is_a_warning_and_the_python_step(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("FMLAB_CACHE", str(tmp_path))
+    directory = native.build_directory()
+    directory.mkdir(parents=True)
+    (directory / f"{native.NAME}.so").write_bytes(b"not a library")
+    native.module.cache_clear()
+    try:
+        assert make_stepper([parse_run_config(lr=0.1)], CPU).native is None
+    finally:
+        native.module.cache_clear()
+    assert "C++ step did not load" in caplog.text
+
+
 def test_the_build_command_says_it_is_built(built, capsys):
     assert native.main() == 0
     assert "C++ step is built" in capsys.readouterr().out

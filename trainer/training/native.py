@@ -29,6 +29,8 @@ import torch
 SOURCE = Path(__file__).with_name("native_step.cpp")
 NAME = "fmlab_native_step"
 
+log = logging.getLogger(__name__)
+
 
 def build_directory() -> Path:
     """Where this source's build for this torch and Python lives."""
@@ -39,7 +41,10 @@ def build_directory() -> Path:
 
 
 def _built_file(directory: Path) -> Path | None:
-    return next(iter(sorted(directory.glob(f"{NAME}*.so")) + sorted(directory.glob(f"{NAME}*.pyd"))), None)
+    for suffix in (".so", ".pyd"):  # what torch's C++ extension tools name it on Linux and macOS, Windows
+        if (path := directory / f"{NAME}{suffix}").is_file():
+            return path
+    return None
 
 
 @functools.cache
@@ -48,11 +53,17 @@ def module() -> ModuleType | None:
     if os.environ.get("FMLAB_NATIVE", "1") == "0":
         return None
     built = _built_file(build_directory())
-    if built is None:
-        return None
+    return None if built is None else _load(built)
+
+
+def _load(built: Path) -> ModuleType | None:
     spec = importlib.util.spec_from_file_location(NAME, built)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
+    try:
+        loaded = importlib.util.module_from_spec(spec)  # an extension module loads here
+        spec.loader.exec_module(loaded)
+    except ImportError as exc:  # a damaged build: train on, with the Python step
+        log.warning("fmlab's C++ step did not load, so the Python step trains (%s)", str(exc)[:200])
+        return None
     return loaded
 
 
@@ -76,7 +87,10 @@ def main() -> int:
     """Build it if it is not built; one line either way. A failed build is not
     an error: fmlab then trains with the Python step."""
     if (built := _built_file(build_directory())) is not None:
-        print(f"fmlab's C++ step is built ({built})")
+        if _load(built) is None:
+            print(f"fmlab's C++ step in {built.parent} does not load; delete that folder to build it again")
+        else:
+            print(f"fmlab's C++ step is built ({built})")
         return 0
     print("building fmlab's C++ step (about 30 s, once)...", flush=True)
     started = time.perf_counter()
