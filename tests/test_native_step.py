@@ -181,3 +181,27 @@ def test_a_step_lets_other_python_threads_run(built, threads):
         longest, last = max(longest, now - last), now
     trainer.join()
     assert longest < span[0] / 4, (longest, span[0])
+
+
+def test_a_failed_build_is_one_line_and_training_goes_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FMLAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-compiler"))
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # the build puts this Python's folder first
+    assert native.main() == 0
+    [building, failed] = capsys.readouterr().out.splitlines()
+    assert building.startswith("building fmlab's C++ step")
+    assert failed.startswith("fmlab's C++ step was not built (") and "no-compiler" in failed
+    assert failed.endswith("); fmlab will use its Python step")
+
+
+def test_a_compiler_error_is_told_by_its_own_line():
+    failed = RuntimeError(
+        "Error building extension 'fmlab_native_step': [1/2] c++ -c native_step.cpp -o native_step.o\n"
+        "FAILED: native_step.o\n"
+        "native_step.cpp:11:10: fatal error: torch/extension.h: No such file or directory\n"
+        "ninja: build stopped: subcommand failed."
+    )
+    assert (
+        native.why(failed)
+        == "native_step.cpp:11:10: fatal error: torch/extension.h: No such file or directory"
+    )

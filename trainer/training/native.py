@@ -69,9 +69,9 @@ def _load(built: Path) -> ModuleType | None:
 
 def build() -> Path:
     """Compile the step (about 30 s the first time); raises if it cannot."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime": none needed
     from torch.utils.cpp_extension import load
 
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime": none needed
     # the ninja that pip installed beside this Python, when its folder is not on PATH
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     directory = build_directory()
@@ -97,11 +97,18 @@ def main() -> int:
     try:
         built = build()
     except Exception as exc:  # no compiler, no headers: training still works
-        reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        print(f"fmlab's C++ step was not built ({reason[:200]}); fmlab will use its Python step")
+        print(f"fmlab's C++ step was not built ({why(exc)[:300]}); fmlab will use its Python step")
         return 0
     print(f"built fmlab's C++ step in {time.perf_counter() - started:.0f} s ({built})")
     return 0
+
+
+def why(exc: Exception) -> str:
+    """The line of a failed build that says what failed (the compiler's first
+    error), not the build's first command."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    said = (line for line in lines[1:] if "error" in line.lower() or "not found" in line.lower())
+    return next(said, lines[0])
 
 
 if __name__ == "__main__":
