@@ -20,9 +20,9 @@ leaves them to be summed in bulk):
                ``steppers.py`` (``git show REV:trainer/training/steppers.py
                > FILE``), so two versions meet the machine in one process
 The C++ and the Python step give the same numbers bit for bit
-(tests/test_native_step.py); the gap between them is the cost of calling
-ATen from Python, and what is left above the floor is spent inside the small
-ATen calls themselves.
+(tests/test_native_step.py); the gap between them is what calling ATen from
+Python, making views and allocating the hidden outputs cost, and what is left
+above the floor is spent inside the ATen calls themselves.
 """
 
 from __future__ import annotations

@@ -117,6 +117,15 @@ class PlainStep {
     return logits;
   }
 
+  // the hidden layers' outputs of the last step [M, out, B] (the factors of
+  // its gradient statistics), until the next step overwrites them
+  std::vector<Tensor> hidden_outputs() const {
+    std::vector<Tensor> outs;
+    for (const Layer& l : layers_)
+      if (!l.last) outs.push_back(l.out);
+    return outs;
+  }
+
  private:
   Tensor forward(const Tensor& x, ThreadMode& threads) {
     Tensor x_t = x.t(), z;
@@ -179,5 +188,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(pybind11::init<const std::vector<Tensor>&, const std::vector<Tensor>&, Tensor, Tensor,
                           const std::vector<Tensor>&, int64_t, int64_t, int64_t>())
       // without the GIL, so the app's UI thread runs while a step computes
-      .def("step", &PlainStep::step, pybind11::call_guard<pybind11::gil_scoped_release>());
+      .def("step", &PlainStep::step, pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("hidden_outputs", &PlainStep::hidden_outputs);
 }

@@ -547,10 +547,9 @@ class PlainSGD(Stepper):
         return made
 
     def _step(self, x, y, onehot_t, want_stats):
-        fast = None if want_stats else self._native_step(x.shape[0])
+        fast = self._native_step(x.shape[0])
         if fast is not None:
-            self._keep_logits(fast.step(x, onehot_t, self._scale(x.shape[0])), y)
-            return None, None
+            return self._step_in_cpp(fast, x, y, onehot_t, want_stats)
         outputs = self.forward(x)
         deltas = self._deltas(x.shape[0])
         # times lr / batch: every product below is lr * gradient, the update's own scale
@@ -565,6 +564,21 @@ class PlainSGD(Stepper):
             return loss, None
         # the products held lr * gradient, and every column is linear in it
         return loss, self._stats_from_factors(deltas, outputs, bias_grads) / self.lr.view(-1, 1)
+
+    def _step_in_cpp(self, fast, x, y, onehot_t, want_stats):
+        """What ``_step`` does in Python, made in C++. A metric step's loss and
+        statistics are then computed from what it leaves, as ``_step`` computes
+        them (the loss on one thread: ``_step`` makes it in the last layer's
+        narrow mode)."""
+        logits = fast.step(x, onehot_t, self._scale(x.shape[0]))
+        self._keep_logits(logits, y)
+        if not want_stats:
+            return None, None
+        with one_thread():
+            loss = summed_loss(logits, y)
+        deltas = self._deltas(x.shape[0])
+        stats = self._stats_from_factors(deltas, [x, *fast.hidden_outputs()], deltas.rows.sum(1))
+        return loss, stats / self.lr.view(-1, 1)
 
     def _stats_from_factors(self, deltas: _Deltas, outputs: list[torch.Tensor], bias_grads: torch.Tensor
                             ) -> torch.Tensor:  # fmt: skip
