@@ -1,12 +1,12 @@
 // fmlab's plain-SGD step for a stack of fp32 MLPs on the CPU, in C++.
 //
 // The very same ATen calls, in the same order and on the same shapes, as
-// PlainSGD's Python step without statistics (steppers.py), so the numbers are
-// the same bit for bit (tests/test_native_step.py checks it). What it saves is
-// the time between the calls: at batch 64 each small op costs about as much to
-// call from Python as to compute. A plan is made once per stack and batch size:
-// every view a step reads, and the hidden layers' outputs, which each step
-// overwrites instead of allocating anew.
+// PlainSGD's Python step (steppers.py), so the numbers are the same bit for
+// bit (tests/test_native_step.py checks it): a change to one is a change to
+// the other. What it saves is the time between the calls: at batch 64 each
+// small op costs about as much to call from Python as to compute. A plan is
+// made once per stack and batch size: every view a step reads, and the hidden
+// layers' outputs, which each step overwrites instead of allocating anew.
 
 #include <ATen/Parallel.h>
 #include <torch/extension.h>

@@ -511,7 +511,10 @@ class PlainSGD(Stepper):
     ``lr / batch`` before it is propagated (every gradient is linear in it),
     so the update folds into the weight-gradient product itself and no
     weight-gradient tensor is ever written out; on metric steps the gradient
-    statistics come from the product's factors (see ``_weight_grad_square``)."""
+    statistics come from the product's factors (see ``_weight_grad_square``).
+    On the CPU in fp32 the step is made in C++ where that is built
+    (native_step.cpp): the same calls, so a change to ``_step``'s calls is a
+    change to that file too (tests/test_native_step.py compares the two)."""
 
     def __init__(self, configs: Sequence[RunConfig], device: torch.device) -> None:
         super().__init__(configs, device)
