@@ -69,7 +69,7 @@ def test_the_same_numbers_as_the_python_step(
     configs = [parse_run_config(lr=0.05 * (m + 1), arch=arch) for m in range(members)]
     fast, slow = pair(configs)
     for index, (x, y, onehot_t) in enumerate(batches(tiny_dataset, batch)):
-        want_stats = index in (0, 3)  # metric steps take the Python step in both, between C++ ones
+        want_stats = index in (0, 3)  # metric steps: their loss and statistics made in C++ and in Python
         results = [stepper.step(x, y, onehot_t, want_stats) for stepper in (fast, slow)]
         if want_stats:
             assert all(torch.equal(a, b) for a, b in zip(*results))

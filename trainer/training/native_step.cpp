@@ -6,7 +6,9 @@
 // the other. What it saves is the time between the calls: at batch 64 each
 // small op costs about as much to call from Python as to compute. A plan is
 // made once per stack and batch size: every view a step reads, and the hidden
-// layers' outputs, which each step overwrites instead of allocating anew.
+// layers' outputs, which each step overwrites instead of allocating anew. A
+// metric step's loss and gradient statistics are made here too, with the calls
+// of PlainSGD._stats_from_factors and Stepper._stats.
 
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
@@ -64,8 +66,13 @@ class PlainStep {
  public:
   PlainStep(const std::vector<Tensor>& weights, const std::vector<Tensor>& biases, Tensor bias_rows,
             Tensor delta_rows, const std::vector<Tensor>& deltas, int64_t batch, int64_t narrow_rows,
-            int64_t narrow_batch)
-      : bias_rows_(std::move(bias_rows)), delta_rows_(std::move(delta_rows)), batch_(batch) {
+            int64_t narrow_batch, Tensor weight_sizes, Tensor bias_sizes, int64_t num_params)
+      : bias_rows_(std::move(bias_rows)),
+        delta_rows_(std::move(delta_rows)),
+        batch_(batch),
+        weight_sizes_(std::move(weight_sizes)),
+        bias_sizes_(std::move(bias_sizes)),
+        num_params_(num_params) {
     const size_t depth = weights.size();
     for (size_t i = 0; i < depth; ++i) {
       const Tensor &w = weights[i], &b = biases[i];
@@ -113,17 +120,34 @@ class PlainStep {
       if (!l->first) backward_input(*l, threads);
       update(*l, x, threads);
     }
-    bias_rows_.sub_(delta_rows_.sum(1));
+    bias_grads_ = delta_rows_.sum(1);
+    bias_rows_.sub_(bias_grads_);
     return logits;
   }
 
-  // the hidden layers' outputs of the last step [M, out, B] (the factors of
-  // its gradient statistics), until the next step overwrites them
-  std::vector<Tensor> hidden_outputs() const {
-    std::vector<Tensor> outs;
-    for (const Layer& l : layers_)
-      if (!l.last) outs.push_back(l.out);
-    return outs;
+  // The last step's summed loss [M] and gradient statistics [M, 3 + 2 *
+  // layers] (Stepper._stats), from its logits [M, 10, B], targets y [B], the
+  // batch x it stepped on and each member's lr [M]: PlainSGD._step_in_cpp's
+  // calls, on the factors the step left (valid until the next step).
+  std::tuple<Tensor, Tensor> metrics(const Tensor& x, const Tensor& logits, const Tensor& y, const Tensor& lr) {
+    Tensor loss;
+    {
+      ThreadMode one_thread;  // steppers.one_thread()
+      one_thread.narrow();
+      loss = at::log_softmax(logits, 1).gather(1, y.expand({logits.size(0), 1, -1})).sum({1, 2}).neg_();
+    }
+    std::vector<Tensor> weight_sums, bias_sums, squares;
+    int64_t row = 0;
+    for (const Layer& l : layers_) {
+      const Tensor& inputs = l.first ? x : l.in;
+      const int64_t rows = l.delta.size(0) * l.delta.size(1);
+      Tensor bias_grad = bias_grads_.narrow(0, row, rows).view({l.delta.size(0), -1});
+      row += rows;
+      weight_sums.push_back((l.delta.sum(1) * inputs.sum(l.first ? 1 : -2)).sum(-1));
+      bias_sums.push_back(bias_grad.sum(1));
+      squares.push_back(weight_grad_square(l, inputs) + bias_grad.square().sum(1));
+    }
+    return {loss, stats(weight_sums, bias_sums, squares) / lr.view({-1, 1})};
   }
 
  private:
@@ -176,9 +200,41 @@ class PlainStep {
     }
   }
 
+  // PlainSGD._weight_grad_square: the squared norm of delta @ inputs^T per
+  // member, from the two factors' Gram matrices
+  Tensor weight_grad_square(const Layer& l, const Tensor& inputs) {
+    Tensor gram_delta;
+    if (l.narrow) {
+      ThreadMode one_thread;
+      one_thread.narrow();
+      std::vector<Tensor> grams;
+      for (const Tensor& delta : l.member_deltas) grams.push_back(at::mm(delta.t(), delta));
+      gram_delta = at::stack(grams);
+    } else {
+      gram_delta = at::bmm(l.delta.transpose(1, 2), l.delta);
+    }
+    Tensor gram_inputs = l.first ? at::mm(inputs, inputs.t()) : at::bmm(inputs.transpose(1, 2), inputs);
+    return (gram_delta * gram_inputs).sum({1, 2}).clamp_(0, c10::nullopt);
+  }
+
+  // Stepper._stats
+  Tensor stats(const std::vector<Tensor>& weight_sums_per_layer, const std::vector<Tensor>& bias_sums_per_layer,
+               const std::vector<Tensor>& squares) {
+    Tensor weight_sums = at::stack(weight_sums_per_layer, 1), bias_sums = at::stack(bias_sums_per_layer, 1);
+    Tensor per_layer = at::stack(squares, 1);
+    Tensor layer_sums = weight_sums + bias_sums;
+    Tensor mean = layer_sums.sum(1, true) / num_params_;
+    Tensor norm = per_layer.sum(1, true).sqrt();
+    Tensor tensor_means = (weight_sums / weight_sizes_ + bias_sums / bias_sizes_).sum(1, true);
+    Tensor layer_means = layer_sums / (weight_sizes_ + bias_sizes_);
+    return at::cat({mean, norm, tensor_means, per_layer.sqrt(), layer_means}, 1);
+  }
+
   std::vector<Layer> layers_;
-  Tensor bias_rows_, delta_rows_;
+  Tensor bias_rows_, delta_rows_, bias_grads_;
   int64_t batch_;
+  Tensor weight_sizes_, bias_sizes_;
+  int64_t num_params_;
 };
 
 }  // namespace
@@ -186,8 +242,8 @@ class PlainStep {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<PlainStep>(m, "PlainStep")
       .def(pybind11::init<const std::vector<Tensor>&, const std::vector<Tensor>&, Tensor, Tensor,
-                          const std::vector<Tensor>&, int64_t, int64_t, int64_t>())
+                          const std::vector<Tensor>&, int64_t, int64_t, int64_t, Tensor, Tensor, int64_t>())
       // without the GIL, so the app's UI thread runs while a step computes
       .def("step", &PlainStep::step, pybind11::call_guard<pybind11::gil_scoped_release>())
-      .def("hidden_outputs", &PlainStep::hidden_outputs);
+      .def("metrics", &PlainStep::metrics, pybind11::call_guard<pybind11::gil_scoped_release>());
 }

@@ -545,7 +545,7 @@ class PlainSGD(Stepper):
             deltas = self._deltas(batch)
             made = self._native_steps[batch] = self.native.PlainStep(
                 self.weights, self.biases, self.bias_rows, deltas.rows, list(deltas.layers),
-                batch, NARROW_ROWS, NARROW_BATCH,
+                batch, NARROW_ROWS, NARROW_BATCH, self.weight_sizes, self.bias_sizes, self.num_params,
             )  # fmt: skip
         return made
 
@@ -569,19 +569,14 @@ class PlainSGD(Stepper):
         return loss, self._stats_from_factors(deltas, outputs, bias_grads) / self.lr.view(-1, 1)
 
     def _step_in_cpp(self, fast, x, y, onehot_t, want_stats):
-        """What ``_step`` does in Python, made in C++. A metric step's loss and
-        statistics are then computed from what it leaves, as ``_step`` computes
-        them (the loss on one thread: ``_step`` makes it in the last layer's
-        narrow mode)."""
+        """What ``_step`` does in Python, made in C++, with a metric step's loss
+        and statistics computed there as ``_step`` computes them (the loss on
+        one thread: ``_step`` makes it in the last layer's narrow mode)."""
         logits = fast.step(x, onehot_t, self._scale(x.shape[0]))
         self._keep_logits(logits, y)
         if not want_stats:
             return None, None
-        with one_thread():
-            loss = summed_loss(logits, y)
-        deltas = self._deltas(x.shape[0])
-        stats = self._stats_from_factors(deltas, [x, *fast.hidden_outputs()], deltas.rows.sum(1))
-        return loss, stats / self.lr.view(-1, 1)
+        return fast.metrics(x, logits, y, self.lr)
 
     def _stats_from_factors(self, deltas: _Deltas, outputs: list[torch.Tensor], bias_grads: torch.Tensor
                             ) -> torch.Tensor:  # fmt: skip
