@@ -127,8 +127,9 @@ class PlainStep {
 
   // The last step's summed loss [M] and gradient statistics [M, 3 + 2 *
   // layers] (Stepper._stats), from its logits [M, 10, B], targets y [B], the
-  // batch x it stepped on and each member's lr [M]: PlainSGD._step_in_cpp's
-  // calls, on the factors the step left (valid until the next step).
+  // batch x it stepped on and each member's lr [M]: the calls PlainSGD._step
+  // makes for them (the loss on one thread, as its last layer's narrow mode
+  // has it), on the factors the step left, so valid until the next step.
   std::tuple<Tensor, Tensor> metrics(const Tensor& x, const Tensor& logits, const Tensor& y, const Tensor& lr) {
     Tensor loss;
     {
