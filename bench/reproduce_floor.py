@@ -20,6 +20,7 @@ target, no step, however lean, meets the target here in fp32.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections import Counter
 
 import torch
@@ -42,6 +43,12 @@ def run_epochs() -> Counter:
     return counts
 
 
+@functools.cache  # once per network and batch, whatever the training set's size
+def step_floor(sizes: tuple[int, ...], batch: int, steps: int) -> float:
+    """Seconds a step's products take alone, in fmlab's layouts."""
+    return floor_seconds(products(sizes, batch, best=False), steps) / steps
+
+
 def eval_flops(sizes: tuple[int, ...]) -> int:
     return 2 * TEST_SAMPLES * sum(a * b for a, b in zip(sizes, sizes[1:]))
 
@@ -62,8 +69,10 @@ def main() -> None:
     totals = [0.0, 0.0, 0.0]  # FLOPs, seconds at the large-product rate, seconds at the step floor
     for (sizes, batch, samples), epochs in sorted(run_epochs().items()):
         flops = flops_per_step(sizes, batch) * samples / batch * epochs + eval_flops(sizes) * epochs
-        step_floor = floor_seconds(products(sizes, batch, best=False), args.steps) / args.steps
-        floor = step_floor * -(-samples // batch) * epochs + eval_flops(sizes) * epochs / rate
+        floor = (
+            step_floor(sizes, batch, args.steps) * -(-samples // batch) * epochs
+            + eval_flops(sizes) * epochs / rate
+        )
         name = ",".join(map(str, sizes[1:-1])) + ("" if samples == TRAIN_SAMPLES else f" ({samples} images)")
         print(row(name, epochs, flops, flops / rate, floor))
         totals = [total + value for total, value in zip(totals, (flops, flops / rate, floor))]
